@@ -1,0 +1,50 @@
+# ecs-operator: `make demo` shows it working, `make test` proves it.
+# Everything installs itself: the Go-built control plane (cached under ~/.cache, keyed by
+# version), moto in .testenv/venv, and the Rust build in target/.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV_PY := .testenv/venv/bin/python
+CARGO ?= cargo
+
+.PHONY: test testenv testenv-down tools demo crds generate lint fmt clean
+
+## test: install what is needed, start the test bed, check formatting and lints, run all tests
+test: testenv lint
+	$(CARGO) test --all-targets --locked
+
+## tools: build kube-apiserver, etcd, kube-controller-manager and kubectl; create the venv
+tools:
+	bash tests/testenv/build.sh
+	bash tests/testenv/venv.sh
+
+## testenv: start (or reuse) the local control plane and ECS endpoint; writes .testenv/env
+testenv: tools
+	$(VENV_PY) tests/testenv/testenv.py up
+
+## testenv-down: stop the local control plane and ECS endpoint
+testenv-down:
+	@if [ -x $(VENV_PY) ]; then $(VENV_PY) tests/testenv/testenv.py down; fi
+
+## demo: start everything, run the operator, apply config/samples and show the result
+demo: testenv
+	bash tests/testenv/demo.sh
+
+## crds: regenerate crds/ from the Rust types
+crds:
+	$(CARGO) run --quiet --locked -- crd --out-dir crds
+
+## generate: regenerate the ECS input mirrors from botocore's model, then crds/
+generate: tools
+	$(VENV_PY) src/api/codegen/generate_ecs_types.py > src/api/ecs_types.rs
+	$(CARGO) fmt
+	$(MAKE) crds
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean: testenv-down
+	rm -rf .testenv target

@@ -1,0 +1,176 @@
+//! EcsService: an ECS service.
+//!
+//! The spec is CreateService's input plus references to an EcsCluster and an
+//! EcsTaskDefinition in the same namespace. Most fields change in place through
+//! UpdateService; serviceName, cluster, launchType, schedulingStrategy and role cannot, so
+//! changing them is rejected at admission unless `allowReplacement` is true.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::ecs_types::CreateServiceInput;
+use super::shared::{LocalObjectReference, ManagementOptions};
+
+/// Desired state of an ECS service.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ecs.operator.dev",
+    version = "v1alpha1",
+    kind = "EcsService",
+    namespaced,
+    status = "EcsServiceStatus",
+    shortname = "ecssvc",
+    shortname = "ecsservice",
+    category = "ecs",
+    doc = "An ECS service.",
+    scale(spec_replicas_path = ".spec.desiredCount", status_replicas_path = ".status.runningCount"),
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Status", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredCount"),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.runningCount"),
+    printcolumn(name = "Task Definition", type_ = "string", json_path = ".status.taskDefinitionArn", priority = "1"),
+    printcolumn(name = "ARN", type_ = "string", json_path = ".status.serviceArn", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.serviceName) || self.metadata.name.matches('^[a-zA-Z0-9_-]{1,255}$')")
+        .message("metadata.name is not a valid ECS service name (letters, digits, '-' and '_'); set spec.serviceName")
+        .field_path(".spec.serviceName"),
+)]
+#[x_kube(validation = Rule::new("!(has(self.cluster) && has(self.clusterRef))")
+    .message("set at most one of cluster and clusterRef")
+    .field_path(".clusterRef"))]
+#[x_kube(validation = Rule::new("has(self.taskDefinition) != has(self.taskDefinitionRef)")
+    .message("set exactly one of taskDefinition and taskDefinitionRef")
+    .field_path(".taskDefinition"))]
+#[x_kube(validation = Rule::new("self.allowReplacement || (has(self.serviceName) == has(oldSelf.serviceName) && (!has(self.serviceName) || self.serviceName == oldSelf.serviceName))")
+    .message("serviceName cannot change in place: set allowReplacement: true to delete and recreate the service, or create a new EcsService")
+    .field_path(".serviceName"))]
+#[x_kube(validation = Rule::new("self.allowReplacement || (has(self.cluster) == has(oldSelf.cluster) && (!has(self.cluster) || self.cluster == oldSelf.cluster) && has(self.clusterRef) == has(oldSelf.clusterRef) && (!has(self.clusterRef) || self.clusterRef == oldSelf.clusterRef))")
+    .message("cluster and clusterRef cannot change in place: set allowReplacement: true to recreate the service in the other cluster")
+    .field_path(".cluster"))]
+#[x_kube(validation = Rule::new("self.allowReplacement || !has(self.launchType) || !has(oldSelf.launchType) || self.launchType == oldSelf.launchType")
+    .message("launchType cannot change from one launch type to another in place: move through capacityProviderStrategy, or set allowReplacement: true to recreate the service")
+    .field_path(".launchType"))]
+#[x_kube(validation = Rule::new("self.allowReplacement || (has(self.schedulingStrategy) == has(oldSelf.schedulingStrategy) && (!has(self.schedulingStrategy) || self.schedulingStrategy == oldSelf.schedulingStrategy))")
+    .message("schedulingStrategy cannot change in place: set allowReplacement: true to recreate the service")
+    .field_path(".schedulingStrategy"))]
+#[x_kube(validation = Rule::new("self.allowReplacement || (has(self.role) == has(oldSelf.role) && (!has(self.role) || self.role == oldSelf.role))")
+    .message("role cannot change in place: set allowReplacement: true to recreate the service")
+    .field_path(".role"))]
+#[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)")
+    .message("region is immutable: create a new EcsService in the other region instead")
+    .field_path(".region"))]
+#[serde(rename_all = "camelCase")]
+pub struct EcsServiceSpec {
+    /// CreateService's input, member for member (without clientToken, which the operator
+    /// derives from the object's UID).
+    #[serde(flatten)]
+    pub service: CreateServiceInput,
+    /// An EcsCluster in the same namespace to run in; exclusive with cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<LocalObjectReference>,
+    /// An EcsTaskDefinition in the same namespace whose current revision to run; exclusive with taskDefinition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_ref: Option<LocalObjectReference>,
+    /// When true, a change ECS cannot apply in place (serviceName, cluster, launchType, schedulingStrategy, role) deletes and recreates the service.
+    #[serde(default)]
+    pub allow_replacement: bool,
+    /// Any change of this value starts exactly one new deployment (forceNewDeployment), like `kubectl rollout restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeploy_trigger: Option<String>,
+    /// Region and deletion policy.
+    #[serde(flatten)]
+    pub options: ManagementOptions,
+}
+
+/// What the operator observed of the service in ECS.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsServiceStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (always), Reconciling and Stalled (when true).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Region the service lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// ARN of the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
+    /// ARN of the cluster the service runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    /// Task definition the service is asked to run (resolved to an ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// ECS status of the service (ACTIVE, DRAINING, INACTIVE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Tasks the service should run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<i32>,
+    /// Tasks RUNNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_count: Option<i32>,
+    /// Tasks PENDING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_count: Option<i32>,
+    /// The service's deployments, PRIMARY first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentSummary>,
+    /// The latest events ECS reported for the service, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ServiceEventSummary>,
+    /// Task definition of a deployment that FAILED; not retried until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_task_definition_arn: Option<String>,
+    /// The redeployTrigger value the last forced deployment answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_redeploy_trigger: Option<String>,
+}
+
+/// One ECS deployment of the service.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSummary {
+    /// Deployment ID.
+    pub id: String,
+    /// PRIMARY, ACTIVE or INACTIVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state: Option<String>,
+    /// Why the rollout is in its state, as ECS says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state_reason: Option<String>,
+    /// Task definition ARN of this deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// Tasks this deployment should run.
+    #[serde(default)]
+    pub desired_count: i32,
+    /// Tasks of this deployment RUNNING.
+    #[serde(default)]
+    pub running_count: i32,
+    /// Tasks of this deployment PENDING.
+    #[serde(default)]
+    pub pending_count: i32,
+    /// Tasks of this deployment that failed to start.
+    #[serde(default)]
+    pub failed_tasks: i32,
+}
+
+/// One event ECS reported for the service.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEventSummary {
+    /// When ECS reported it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// What ECS said.
+    pub message: String,
+}

@@ -1,0 +1,4 @@
+//! ecs-operator: manages Amazon ECS clusters, task definitions and services declaratively
+//! from Kubernetes objects.
+
+pub mod api;
