@@ -65,9 +65,6 @@ pub struct RegisterTaskDefinitionInput {
     /// Enables fault injection when you register your task definition and allows for fault injection requests to be accepted from the task's containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
-    /// The trusted execution configuration for tasks that use this task definition, including the isolation mode and, if configured, an attestation policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trusted_execution_configuration: Option<TrustedExecutionConfiguration>,
 }
 
 /// Container definitions are used in task definitions to describe the different containers that are launched as part of a task.
@@ -712,17 +709,6 @@ pub struct RuntimePlatform {
     pub operating_system_family: Option<OSFamily>,
 }
 
-/// The trusted execution configuration for tasks that use this task definition, including the isolation mode and, if configured, an attestation policy.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TrustedExecutionConfiguration {
-    /// The isolation mode for tasks that use this task definition.
-    pub isolation_mode: IsolationMode,
-    /// The base64-encoded attestation policy envelope for the task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attestation_policy: Option<String>,
-}
-
 /// See the ECS API reference.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -1361,9 +1347,6 @@ pub struct GatewayConnector {
     /// The filters that control which gateway ingress paths the connector applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<GatewayConnectorFilters>,
-    /// The deregistration delay settings for the targets of this connector.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deregistration_delay: Option<GatewayConnectorDeregistrationDelay>,
 }
 
 /// The health check that the gateway uses to determine whether the targets for this connector are healthy.
@@ -1420,16 +1403,6 @@ pub struct GatewayConnectorFilters {
     /// The access types of the gateway ingress paths that the connector applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_types: Option<Vec<AccessType>>,
-}
-
-/// The deregistration delay settings for the targets of this connector.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct GatewayConnectorDeregistrationDelay {
-    /// The amount of time, in seconds, to wait before a deregistering target is removed.
-    #[schemars(range(min = 0))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_seconds: Option<i32>,
 }
 
 /// The optional monitoring configuration for the service, which defines the resolution for the service-level CPUUtilization and MemoryUtilization Amazon CloudWatch metrics.
@@ -1994,27 +1967,6 @@ impl IpcMode {
             Self::Host => "host",
             Self::Task => "task",
             Self::None => "none",
-        }
-    }
-}
-
-/// The isolation mode for tasks that use this task definition.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IsolationMode {
-    #[serde(rename = "SHARED")]
-    Shared,
-    #[serde(rename = "ISOLATED_SANDBOX")]
-    IsolatedSandbox,
-    #[serde(rename = "CONFIDENTIAL_SANDBOX")]
-    ConfidentialSandbox,
-}
-impl IsolationMode {
-    /// The value as ECS spells it on the wire.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Shared => "SHARED",
-            Self::IsolatedSandbox => "ISOLATED_SANDBOX",
-            Self::ConfidentialSandbox => "CONFIDENTIAL_SANDBOX",
         }
     }
 }

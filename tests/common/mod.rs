@@ -51,7 +51,12 @@ pub fn test_bed() -> &'static TestBed {
             .lines()
             .filter_map(|line| line.strip_prefix("export "))
             .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_string(), serde_json::from_str(v).expect("quoted value")))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::from_str(v).expect("quoted value"),
+                )
+            })
             .collect();
         TestBed { vars }
     })
@@ -60,7 +65,8 @@ pub fn test_bed() -> &'static TestBed {
 /// A Kubernetes client for the test bed's admin. Made per test: a client belongs to the
 /// runtime it was created on, and every `#[tokio::test]` has its own.
 pub async fn admin_client() -> Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(test_bed().kubeconfig()).expect("kubeconfig");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(test_bed().kubeconfig()).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("client config");
@@ -112,15 +118,25 @@ pub fn parse_manifest(text: &str) -> Vec<DynamicObject> {
 /// The namespaced API of an object's kind, derived from its apiVersion and kind.
 pub fn api_for(client: &Client, namespace: &str, obj: &DynamicObject) -> Api<DynamicObject> {
     let types = obj.types.as_ref().expect("apiVersion and kind");
-    let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
+    let (group, version) = types
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &types.api_version));
     let gvk = GroupVersionKind::gvk(group, version, &types.kind);
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
 }
 
 /// Server-side applies an object as a user would with `kubectl apply --server-side`.
-pub async fn apply(client: &Client, namespace: &str, obj: &DynamicObject, dry_run: bool) -> kube::Result<DynamicObject> {
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    obj: &DynamicObject,
+    dry_run: bool,
+) -> kube::Result<DynamicObject> {
     let name = obj.metadata.name.clone().expect("metadata.name");
     let mut params = PatchParams::apply("ecs-operator-tests").force();
     params.dry_run = dry_run;
-    api_for(client, namespace, obj).patch(&name, &params, &Patch::Apply(obj)).await
+    api_for(client, namespace, obj)
+        .patch(&name, &params, &Patch::Apply(obj))
+        .await
 }

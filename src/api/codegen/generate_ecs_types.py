@@ -24,6 +24,9 @@ ROOTS = ["RegisterTaskDefinition", "CreateService", "CreateCluster"]
 # Members left out of the Kubernetes API, with the reason (also listed in README).
 EXCLUDED = {
     ("CreateServiceRequest", "clientToken"): "derived from the object's UID by the operator",
+    # In botocore's model but not yet in the pinned aws-sdk-ecs, so the operator could not send it.
+    ("RegisterTaskDefinitionRequest", "trustedExecutionConfiguration"): "not in aws-sdk-ecs 1.157",
+    ("GatewayConnector", "deregistrationDelay"): "not in aws-sdk-ecs 1.157",
 }
 
 # Members the Kubernetes API treats as optional although ECS requires them, because the
@@ -118,8 +121,9 @@ class Generator:
         if shape.type_name == "structure":
             self.seen.add(shape.name)
             self.structs.append(shape)
-            for member in shape.members.values():
-                self.visit(member)
+            for name, member in shape.members.items():
+                if (shape.name, name) not in EXCLUDED:
+                    self.visit(member)
         elif shape.type_name == "list":
             self.visit(shape.member)
         elif shape.type_name == "map":
