@@ -2,3 +2,4 @@
 //! from Kubernetes objects.
 
 pub mod api;
+pub mod ecs;

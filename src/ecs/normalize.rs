@@ -1,0 +1,212 @@
+//! Normalisation of task definition content: the defaults ECS fills in on register made
+//! explicit, and what ECS treats as absent removed, so that a spec and the revision ECS
+//! registered from it compare equal. Comparing raw JSON instead registers a new revision on
+//! every resync, the most common complaint against other ECS tools.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::ecs_types::RegisterTaskDefinitionInput;
+
+/// The registered content of a task definition (tags excluded: they change in place),
+/// normalised. `normalise(normalise(x)) == normalise(x)`.
+pub fn task_definition_content(input: &RegisterTaskDefinitionInput) -> Value {
+    let mut value = serde_json::to_value(input).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.remove("tags");
+    }
+    normalise(value)
+}
+
+/// Normalises task definition JSON (RegisterTaskDefinition's input shape).
+pub fn normalise(mut value: Value) -> Value {
+    if let Value::Object(task) = &mut value {
+        let network_mode = task
+            .get("networkMode")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for (key, unit) in [("cpu", Unit::Cpu), ("memory", Unit::Memory)] {
+            if let Some(Value::String(s)) = task.get_mut(key) {
+                *s = task_size(s, unit);
+            }
+        }
+        if let Some(Value::Array(containers)) = task.get_mut("containerDefinitions") {
+            for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                container_defaults(container, network_mode.as_deref());
+            }
+        }
+    }
+    drop_empty(value).unwrap_or(Value::Object(Map::new()))
+}
+
+/// A short, stable digest of normalised content, recorded as a tag on each revision.
+pub fn content_hash(content: &Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(content, &mut canonical);
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// JSON with object keys sorted: a dependency turns on serde_json's preserve_order, so
+/// `Value::to_string` alone would depend on the order keys were inserted.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Cpu,
+    Memory,
+}
+
+/// ECS accepts "1 vCPU" / "2 GB" and stores CPU units / MiB ("1024" / "2048").
+fn task_size(raw: &str, unit: Unit) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    let (number, suffix) = match unit {
+        Unit::Cpu => (lower.strip_suffix("vcpu"), 1024.0),
+        Unit::Memory => (lower.strip_suffix("gb"), 1024.0),
+    };
+    match number.map(str::trim).and_then(|n| n.parse::<f64>().ok()) {
+        Some(n) => format!("{}", (n * suffix).round() as i64),
+        None => raw.trim().to_string(),
+    }
+}
+
+fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&str>) {
+    container.entry("essential").or_insert(Value::Bool(true));
+    container.entry("cpu").or_insert(Value::from(0));
+    if let Some(Value::Array(ports)) = container.get_mut("portMappings") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.entry("protocol").or_insert(Value::from("tcp"));
+            // NB: under awsvpc and host networking the host port is the container port.
+            if matches!(network_mode, Some("awsvpc" | "host")) && !port.contains_key("hostPort") {
+                if let Some(container_port) = port.get("containerPort").cloned() {
+                    port.insert("hostPort".into(), container_port);
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(check)) = container.get_mut("healthCheck") {
+        for (key, default) in [
+            ("interval", 30),
+            ("timeout", 5),
+            ("retries", 3),
+            ("startPeriod", 0),
+        ] {
+            check.entry(key).or_insert(Value::from(default));
+        }
+    }
+}
+
+/// Removes nulls, empty lists and empty objects: ECS does not distinguish them from absent.
+fn drop_empty(value: Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Array(items) => {
+            let items: Vec<Value> = items.into_iter().filter_map(drop_empty).collect();
+            (!items.is_empty()).then_some(Value::Array(items))
+        }
+        Value::Object(map) => {
+            let map: Map<String, Value> = map
+                .into_iter()
+                .filter_map(|(k, v)| drop_empty(v).map(|v| (k, v)))
+                .collect();
+            (!map.is_empty()).then_some(Value::Object(map))
+        }
+        other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn content(json: Value) -> Value {
+        task_definition_content(&serde_json::from_value(json).expect("spec"))
+    }
+
+    #[test]
+    fn defaults_ecs_fills_in_do_not_change_the_content() {
+        let short = content(json!({
+            "networkMode": "awsvpc", "cpu": "1 vCPU", "memory": "2 GB",
+            "containerDefinitions": [{"name": "web", "image": "nginx",
+                "portMappings": [{"containerPort": 80}],
+                "healthCheck": {"command": ["CMD", "true"]},
+                "environment": []}]
+        }));
+        let explicit = content(json!({
+            "networkMode": "awsvpc", "cpu": "1024", "memory": "2048",
+            "containerDefinitions": [{"name": "web", "image": "nginx", "essential": true, "cpu": 0,
+                "portMappings": [{"containerPort": 80, "hostPort": 80, "protocol": "tcp"}],
+                "healthCheck": {"command": ["CMD", "true"], "interval": 30, "timeout": 5, "retries": 3, "startPeriod": 0}}],
+            "tags": [{"key": "team", "value": "a"}]
+        }));
+        assert_eq!(short, explicit);
+        assert_eq!(content_hash(&short), content_hash(&explicit));
+    }
+
+    #[test]
+    fn a_real_change_changes_the_hash() {
+        let a = content(json!({"containerDefinitions": [{"name": "web", "image": "nginx:1"}]}));
+        let b = content(json!({"containerDefinitions": [{"name": "web", "image": "nginx:2"}]}));
+        assert_ne!(content_hash(&a), content_hash(&b));
+    }
+
+    #[test]
+    fn bridge_mode_keeps_dynamic_host_ports() {
+        let value = content(json!({"networkMode": "bridge",
+            "containerDefinitions": [{"name": "web", "image": "nginx", "portMappings": [{"containerPort": 80}]}]}));
+        assert_eq!(
+            value["containerDefinitions"][0]["portMappings"][0].get("hostPort"),
+            None
+        );
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for name in [
+            "fargate-web",
+            "ec2-bridge",
+            "efs-access-point",
+            "firelens",
+            "linux-parameters",
+        ] {
+            let path = format!(
+                "{}/tests/fixtures/task_definitions/{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let json: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).expect("fixture"))
+                    .expect("JSON");
+            let once = normalise(json);
+            assert_eq!(normalise(once.clone()), once, "{name}");
+        }
+    }
+}
