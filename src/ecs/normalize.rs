@@ -105,10 +105,11 @@ fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&
         for port in ports.iter_mut().filter_map(Value::as_object_mut) {
             port.entry("protocol").or_insert(Value::from("tcp"));
             // NB: under awsvpc and host networking the host port is the container port.
-            if matches!(network_mode, Some("awsvpc" | "host")) && !port.contains_key("hostPort") {
-                if let Some(container_port) = port.get("containerPort").cloned() {
-                    port.insert("hostPort".into(), container_port);
-                }
+            if matches!(network_mode, Some("awsvpc" | "host"))
+                && !port.contains_key("hostPort")
+                && let Some(container_port) = port.get("containerPort").cloned()
+            {
+                port.insert("hostPort".into(), container_port);
             }
         }
     }
