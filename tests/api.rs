@@ -110,9 +110,9 @@ fn ecs_task_definition_json_converts_to_the_spec_type_and_back_unchanged() {
         let spec: EcsTaskDefinitionSpec =
             serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut back = serde_json::to_value(&spec).expect("serialize");
-        back.as_object_mut()
-            .expect("object")
-            .remove("deletionPolicy");
+        for defaulted in ["deletionPolicy", "adopt", "revisionHistoryLimit"] {
+            back.as_object_mut().expect("object").remove(defaulted);
+        }
         assert_eq!(back, json, "{name}");
     }
 }
@@ -137,12 +137,18 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
             .await
             .expect("read back");
         let mut spec = stored.data["spec"].clone();
-        let defaulted = spec.as_object_mut().expect("spec").remove("deletionPolicy");
-        assert_eq!(
-            defaulted,
-            Some(json!("Delete")),
-            "{name}: deletionPolicy defaults to Delete"
-        );
+        let fields = spec.as_object_mut().expect("spec");
+        for (defaulted, value) in [
+            ("deletionPolicy", json!("Delete")),
+            ("adopt", json!(false)),
+            ("revisionHistoryLimit", json!(3)),
+        ] {
+            assert_eq!(
+                fields.remove(defaulted),
+                Some(value),
+                "{name}: {defaulted} is defaulted"
+            );
+        }
         assert_eq!(
             spec, json,
             "{name}: the apiserver changed or pruned a field"

@@ -20,13 +20,17 @@ const LEFT_OUT: &[(&str, &str, &str)] = &[(
 
 /// Fields that exist only in the Kubernetes API, per kind.
 const KUBERNETES_ONLY: &[(&str, &[&str])] = &[
-    ("EcsCluster", &["region", "deletionPolicy"]),
-    ("EcsTaskDefinition", &["region", "deletionPolicy"]),
+    ("EcsCluster", &["region", "deletionPolicy", "adopt"]),
+    (
+        "EcsTaskDefinition",
+        &["region", "deletionPolicy", "adopt", "revisionHistoryLimit"],
+    ),
     (
         "EcsService",
         &[
             "region",
             "deletionPolicy",
+            "adopt",
             "clusterRef",
             "taskDefinitionRef",
             "allowReplacement",

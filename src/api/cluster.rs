@@ -4,12 +4,11 @@
 //! change in place through UpdateCluster; capacityProviders and
 //! defaultCapacityProviderStrategy through PutClusterCapacityProviders; the name never.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::ecs_types::CreateClusterInput;
-use super::shared::ManagementOptions;
+use super::shared::{CommonStatus, ManagementOptions};
 
 /// Desired state of an ECS cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -47,7 +46,7 @@ pub struct EcsClusterSpec {
     /// CreateCluster's input, member for member.
     #[serde(flatten)]
     pub cluster: CreateClusterInput,
-    /// Region and deletion policy.
+    /// Region, deletion policy and adoption.
     #[serde(flatten)]
     pub options: ManagementOptions,
 }
@@ -56,13 +55,9 @@ pub struct EcsClusterSpec {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsClusterStatus {
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready (always), Reconciling and Stalled (when true).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
+    /// observedGeneration and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// Region the cluster lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,

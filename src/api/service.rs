@@ -5,12 +5,11 @@
 //! UpdateService; serviceName, cluster, launchType, schedulingStrategy and role cannot, so
 //! changing them is rejected at admission unless `allowReplacement` is true.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::ecs_types::CreateServiceInput;
-use super::shared::{LocalObjectReference, ManagementOptions};
+use super::shared::{CommonStatus, LocalObjectReference, ManagementOptions};
 
 /// Desired state of an ECS service.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -78,7 +77,7 @@ pub struct EcsServiceSpec {
     /// Any change of this value starts exactly one new deployment (forceNewDeployment), like `kubectl rollout restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeploy_trigger: Option<String>,
-    /// Region and deletion policy.
+    /// Region, deletion policy and adoption.
     #[serde(flatten)]
     pub options: ManagementOptions,
 }
@@ -87,13 +86,9 @@ pub struct EcsServiceSpec {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsServiceStatus {
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready (always), Reconciling and Stalled (when true).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
+    /// observedGeneration and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// Region the service lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,

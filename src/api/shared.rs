@@ -1,6 +1,7 @@
 //! Types every kind shares: how the operator manages the ECS resource, references between
 //! objects, and the conditions of status.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,22 @@ pub struct ManagementOptions {
     /// Delete (default) removes the ECS resource with the object; Retain leaves it in ECS.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Take over an existing ECS resource of the same name that this operator did not create; it is then owned.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+/// The part of status every kind shares.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready (always), Reconciling and Stalled (when true).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
 }
 
 /// A reference to another object of this API in the same namespace.

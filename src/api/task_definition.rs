@@ -3,12 +3,11 @@
 //! The spec is RegisterTaskDefinition's input. ECS task definitions are immutable: a change
 //! of content registers a new revision of the family; only tags change in place.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::ecs_types::RegisterTaskDefinitionInput;
-use super::shared::ManagementOptions;
+use super::shared::{CommonStatus, ManagementOptions};
 
 /// Desired state of an ECS task definition family.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -42,22 +41,26 @@ pub struct EcsTaskDefinitionSpec {
     /// RegisterTaskDefinition's input, member for member.
     #[serde(flatten)]
     pub task_definition: RegisterTaskDefinitionInput,
-    /// Region and deletion policy.
+    /// How many revisions this object registered to keep ACTIVE, the current one included; older ones are deregistered and deleted.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub revision_history_limit: i32,
+    /// Region, deletion policy and adoption.
     #[serde(flatten)]
     pub options: ManagementOptions,
+}
+
+fn default_revision_history_limit() -> i32 {
+    3
 }
 
 /// What the operator observed of the family in ECS.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsTaskDefinitionStatus {
-    /// The metadata.generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Ready (always), Reconciling and Stalled (when true).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
+    /// observedGeneration and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
     /// Region the family lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
