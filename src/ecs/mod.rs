@@ -1,4 +1,8 @@
-//! Everything that speaks ECS: clients, the spec <-> SDK mapping, error classification.
+//! Everything that speaks ECS: clients, the spec <-> SDK mapping, normalisation, error
+//! classification and the tags that record ownership.
 
+pub mod client;
+pub mod error;
 pub mod normalize;
+pub mod ownership;
 pub mod wire;

@@ -1,0 +1,168 @@
+//! What an ECS error means for the operator: retry with backoff, stop until the spec
+//! changes, or treat the resource as gone.
+
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+
+/// How the reconcile core treats a failed ECS call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling: back off and retry; counted apart in metrics.
+    Throttled,
+    /// 5xx, timeouts, connection problems, conflicting updates: back off and retry.
+    Transient,
+    /// The resource does not exist (ClusterNotFound, ServiceNotFound, ...).
+    NotFound,
+    /// ECS rejected the request as invalid or forbidden: retrying will not help.
+    Terminal,
+}
+
+/// A failed ECS call, with ECS's own code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct EcsError {
+    /// The ECS operation, e.g. RegisterTaskDefinition.
+    pub operation: &'static str,
+    /// ECS's error code, e.g. InvalidParameterException.
+    pub code: Option<String>,
+    /// ECS's message, verbatim.
+    pub message: String,
+    /// What to do about it.
+    pub class: ErrorClass,
+}
+
+impl EcsError {
+    /// Classifies an SDK error of `operation`.
+    pub fn new<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        match &err {
+            SdkError::ServiceError(service) => {
+                let inner = service.err();
+                let code = inner.code().map(str::to_owned);
+                let message = inner
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| inner.to_string());
+                let class = classify(code.as_deref(), &message);
+                Self {
+                    operation,
+                    code,
+                    message,
+                    class,
+                }
+            }
+            // NB: construction, dispatch, timeout and unparseable responses: all worth a retry.
+            other => Self {
+                operation,
+                code: None,
+                message: aws_smithy_types_error_text(other),
+                class: ErrorClass::Transient,
+            },
+        }
+    }
+
+    /// A response that lacks what the operation promises (retried: ECS may be mid-update).
+    pub fn empty(operation: &'static str, message: &str) -> Self {
+        Self {
+            operation,
+            code: None,
+            message: message.to_string(),
+            class: ErrorClass::Transient,
+        }
+    }
+
+    /// True when ECS's code is `code`.
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
+    use std::error::Error;
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// Maps ECS's error code to what the operator should do.
+pub fn classify(code: Option<&str>, message: &str) -> ErrorClass {
+    match code.unwrap_or_default() {
+        "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => ErrorClass::Throttled,
+        "ClusterNotFoundException" | "ServiceNotFoundException" | "ResourceNotFoundException" => {
+            ErrorClass::NotFound
+        }
+        // NB: DescribeTaskDefinition answers a missing family with a ClientException.
+        "ClientException" if message.starts_with("Unable to describe task definition") => {
+            ErrorClass::NotFound
+        }
+        "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "InvalidParameterException"
+        | "ClientException"
+        | "PlatformUnknownException"
+        | "PlatformTaskDefinitionIncompatibilityException"
+        | "UnsupportedFeatureException"
+        | "MissingVersionException"
+        | "InvalidClientTokenId"
+        | "UnrecognizedClientException" => ErrorClass::Terminal,
+        // ServerException, ServiceUnavailable, UpdateInProgressException, ResourceInUseException,
+        // ClusterContains* (handled where deletion waits for them) and anything unknown.
+        _ => ErrorClass::Transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_what_retrying_can_fix() {
+        assert_eq!(
+            classify(Some("ThrottlingException"), "Rate exceeded"),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify(Some("ServerException"), "oops"),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify(Some("InvalidParameterException"), "bad cpu"),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify(Some("AccessDeniedException"), "no"),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify(Some("ClusterNotFoundException"), "gone"),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(
+                Some("ClientException"),
+                "Unable to describe task definition."
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(
+                Some("ClientException"),
+                "Container.image should not be null"
+            ),
+            ErrorClass::Terminal
+        );
+        assert_eq!(classify(None, "connection reset"), ErrorClass::Transient);
+    }
+}

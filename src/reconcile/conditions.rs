@@ -1,0 +1,108 @@
+//! Ready / Reconciling / Stalled, the way kstatus and Argo CD read them: Ready always
+//! present, the other two only while true; lastTransitionTime moves only when a condition's
+//! status does.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{Error, Managed, State};
+
+/// A condition the core wants on the object.
+pub struct Wanted {
+    type_: &'static str,
+    status: bool,
+    reason: &'static str,
+    message: String,
+}
+
+impl Wanted {
+    fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Conditions after a successful reconcile.
+pub fn from_state(state: &State) -> Vec<Wanted> {
+    match state {
+        State::Ready { reason, message } => {
+            vec![Wanted::new("Ready", true, reason, message.clone())]
+        }
+        State::InProgress {
+            reason, message, ..
+        } => vec![
+            Wanted::new("Ready", false, reason, message.clone()),
+            Wanted::new("Reconciling", true, reason, message.clone()),
+        ],
+    }
+}
+
+/// Conditions after a failed reconcile: Stalled for what retrying cannot fix.
+pub fn from_error(err: &Error) -> Vec<Wanted> {
+    let message = err.to_string();
+    let third = if err.is_terminal() {
+        "Stalled"
+    } else {
+        "Reconciling"
+    };
+    vec![
+        Wanted::new("Ready", false, err.reason(), message.clone()),
+        Wanted::new(third, true, err.reason(), message),
+    ]
+}
+
+/// The conditions to write: `wanted`, keeping each previous lastTransitionTime whose status
+/// did not change.
+pub fn merge(
+    previous: &[Condition],
+    wanted: Vec<Wanted>,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    wanted
+        .into_iter()
+        .map(|w| {
+            let status = if w.status { "True" } else { "False" }.to_string();
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == w.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| Time(Timestamp::now()));
+            Condition {
+                type_: w.type_.to_string(),
+                status,
+                reason: w.reason.to_string(),
+                message: w.message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// While an object is Stalled on its current generation, how long to wait before one more
+/// try. None when it should be reconciled now.
+pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration) -> Option<Duration> {
+    let mut status = obj.status().cloned()?;
+    let common = K::common(&mut status);
+    if common.observed_generation != obj.meta().generation {
+        return None;
+    }
+    let stalled = common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")?;
+    let since = Timestamp::now().duration_since(stalled.last_transition_time.0);
+    let elapsed = Duration::try_from(since).unwrap_or_default();
+    interval.checked_sub(elapsed).filter(|left| !left.is_zero())
+}

@@ -1,0 +1,412 @@
+//! The reconcile core shared by every kind: finalizer, conditions, status written with
+//! server-side apply only when it changed, Events, error classification and requeueing.
+//!
+//! A kind implements [`Managed`]: `apply` makes ECS match the spec and reports what it
+//! observed; `cleanup` removes (or retains) the ECS resource. Everything else is here, once.
+
+pub mod cluster;
+mod conditions;
+pub mod task_definition;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::api::{CommonStatus, EcsTaskDefinition, ManagementOptions};
+use crate::ecs::client::EcsClients;
+use crate::ecs::error::{EcsError, ErrorClass};
+use crate::ecs::wire::WireError;
+
+/// The finalizer on every object: the ECS resource is cleaned up before the object goes.
+pub const FINALIZER: &str = "ecs.operator.dev/finalizer";
+/// The one field manager status is written with.
+pub const FIELD_MANAGER: &str = "ecs-operator";
+
+/// Operator-wide settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often an in-sync object is re-observed to catch drift.
+    pub resync_interval: Duration,
+    /// How long a Stalled object waits before one more try without a spec change.
+    pub stalled_retry_interval: Duration,
+    /// Watch only this namespace (all when None).
+    pub namespace: Option<String>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// ECS clients per region.
+    pub ecs: EcsClients,
+    /// Publishes events.k8s.io/v1 Events.
+    pub recorder: Recorder,
+    /// Operator-wide settings.
+    pub settings: Settings,
+    /// Consecutive failures per object UID, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for the controllers.
+    pub fn new(client: Client, ecs: EcsClients, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self {
+            client,
+            ecs,
+            recorder,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The ECS client and region for an object.
+    pub fn ecs_for(
+        &self,
+        options: &ManagementOptions,
+    ) -> Result<(aws_sdk_ecs::Client, String), Error> {
+        let region = self
+            .ecs
+            .region(options.region.as_deref())
+            .ok_or(Error::NoRegion)?;
+        Ok((self.ecs.client(&region), region))
+    }
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An ECS call failed.
+    #[error(transparent)]
+    Ecs(#[from] EcsError),
+    /// A Kubernetes call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The spec could not be turned into an ECS request.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// An ECS resource of the wanted name exists and this object does not own it.
+    #[error("{0}")]
+    NotOwned(String),
+    /// No region: neither spec.region nor the operator's default.
+    #[error("no AWS region: set spec.region, or run the operator with --region or AWS_REGION")]
+    NoRegion,
+    /// ECS still holds something that must go first.
+    #[error("{0}")]
+    DeletionBlocked(String),
+    /// The finalizer helper failed to add or remove the finalizer.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Errors that retrying will not fix: Stalled until the spec changes.
+    pub fn is_terminal(&self) -> bool {
+        match self {
+            Error::Ecs(e) => e.class == ErrorClass::Terminal,
+            Error::Wire(_) | Error::NotOwned(_) | Error::NoRegion => true,
+            Error::Kube(_) | Error::DeletionBlocked(_) | Error::Finalizer(_) => false,
+        }
+    }
+
+    /// A CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Ecs(e) if e.class == ErrorClass::Throttled => "Throttled",
+            Error::Ecs(e) if e.is("AccessDeniedException") => "AccessDenied",
+            Error::Ecs(e) if e.class == ErrorClass::Terminal => "EcsRejected",
+            Error::Ecs(_) => "EcsUnavailable",
+            Error::Kube(_) | Error::Finalizer(_) => "KubernetesError",
+            Error::Wire(_) => "InvalidSpec",
+            Error::NotOwned(_) => "NotOwned",
+            Error::NoRegion => "NoRegion",
+            Error::DeletionBlocked(_) => "DeletionBlocked",
+        }
+    }
+}
+
+/// What a kind reports after making ECS match its spec.
+pub struct Outcome<S> {
+    /// The kind's status fields (observedGeneration and conditions are set by the core).
+    pub status: S,
+    /// Ready, or still on its way.
+    pub state: State,
+    /// What the operator changed, for Events. Empty when nothing changed.
+    pub events: Vec<Note>,
+}
+
+/// Where an object stands after a successful reconcile.
+pub enum State {
+    /// ECS matches the spec.
+    Ready {
+        reason: &'static str,
+        message: String,
+    },
+    /// ECS is still getting there (provisioning, rolling out): look again soon.
+    InProgress {
+        reason: &'static str,
+        message: String,
+        recheck: Duration,
+    },
+}
+
+/// One Event to publish about the object.
+pub struct Note {
+    /// Normal or Warning.
+    pub warning: bool,
+    /// CamelCase reason, e.g. RevisionRegistered.
+    pub reason: &'static str,
+    /// What happened, with ECS's words where there are any.
+    pub message: String,
+}
+
+impl Note {
+    /// A Normal event.
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A Kubernetes kind the operator manages in ECS.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind's status type.
+    type Status: Clone + Debug + Default + PartialEq + Serialize + Send + Sync;
+
+    /// The object's status, if any was written.
+    fn status(&self) -> Option<&Self::Status>;
+    /// observedGeneration and conditions of a status.
+    fn common(status: &mut Self::Status) -> &mut CommonStatus;
+    /// Region, deletion policy, adoption.
+    fn options(&self) -> &ManagementOptions;
+    /// Makes ECS match the spec; reports status, readiness and what changed.
+    fn apply(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
+    /// Removes (or retains) the ECS resource; Ok once it is gone and the finalizer can go,
+    /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
+}
+
+/// Runs the controllers of every kind until a shutdown signal.
+pub async fn run(ctx: Arc<Context>) {
+    futures::join!(controller::<EcsTaskDefinition>(ctx.clone()));
+}
+
+async fn controller<K: Managed>(ctx: Arc<Context>) {
+    let api: Api<K> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+                Err(err) => debug!(error = %err, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let action = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(obj) => apply(&*obj, &ctx, &api).await,
+            finalizer::Event::Cleanup(obj) => cleanup(&*obj, &ctx, &api).await,
+        }
+    })
+    .await
+    .map_err(|err| match err {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })?;
+    Ok(action)
+}
+
+async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    if let Some(wait) = conditions::stalled_hold_off(obj, ctx.settings.stalled_retry_interval) {
+        debug!(object = %obj.name_any(), "stalled on this generation; not retrying yet");
+        return Ok(Action::requeue(wait));
+    }
+    match obj.apply(ctx).await {
+        Ok(outcome) => {
+            forget_failures(ctx, obj);
+            let recheck = match &outcome.state {
+                State::Ready { .. } => ctx.settings.resync_interval,
+                State::InProgress { recheck, .. } => *recheck,
+            };
+            let conditions = conditions::from_state(&outcome.state);
+            write_status(obj, api, outcome.status, conditions).await?;
+            publish(ctx, obj, outcome.events).await;
+            Ok(Action::requeue(recheck))
+        }
+        Err(err) => {
+            let status = obj.status().cloned().unwrap_or_default();
+            let conditions = conditions::from_error(&err);
+            write_status(obj, api, status, conditions).await?;
+            publish(
+                ctx,
+                obj,
+                vec![Note {
+                    warning: true,
+                    reason: err.reason(),
+                    message: err.to_string(),
+                }],
+            )
+            .await;
+            if err.is_terminal() {
+                warn!(object = %obj.name_any(), error = %err, "stalled");
+                Ok(Action::requeue(ctx.settings.stalled_retry_interval))
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    match obj.cleanup(ctx).await {
+        Ok(events) => {
+            publish(ctx, obj, events).await;
+            Ok(Action::await_change())
+        }
+        Err(err) => {
+            let status = obj.status().cloned().unwrap_or_default();
+            write_status(obj, api, status, conditions::from_error(&err)).await?;
+            publish(
+                ctx,
+                obj,
+                vec![Note {
+                    warning: true,
+                    reason: err.reason(),
+                    message: err.to_string(),
+                }],
+            )
+            .await;
+            Err(err)
+        }
+    }
+}
+
+/// Writes status with server-side apply, unless nothing but timestamps would change.
+async fn write_status<K: Managed>(
+    obj: &K,
+    api: &Api<K>,
+    mut status: K::Status,
+    conditions: Vec<conditions::Wanted>,
+) -> Result<(), Error> {
+    let mut previous = obj.status().cloned();
+    let previous_conditions = previous
+        .as_mut()
+        .map(|s| K::common(s).conditions.clone())
+        .unwrap_or_default();
+    let common = K::common(&mut status);
+    common.observed_generation = obj.meta().generation;
+    common.conditions = conditions::merge(&previous_conditions, conditions, obj.meta().generation);
+    if previous.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish<K: Managed>(ctx: &Context, obj: &K, notes: Vec<Note>) {
+    let reference = obj.object_ref(&());
+    for note in notes {
+        info!(object = %obj.name_any(), reason = note.reason, "{}", note.message);
+        let event = Event {
+            type_: if note.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: note.reason.into(),
+            note: Some(truncate(&note.message, 1000)),
+            action: note.reason.into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %err, "could not publish an Event");
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
+    if let Some(uid) = obj.uid() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&uid);
+    }
+}
+
+/// Retryable failures back off exponentially (1s doubling to 5 min) with ±50% jitter.
+fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::DeletionBlocked(_) = err {
+        return Action::requeue(Duration::from_secs(10));
+    }
+    let attempts = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(obj.uid().unwrap_or_default()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let base = Duration::from_secs(1)
+        .saturating_mul(1 << attempts.min(9))
+        .min(Duration::from_secs(300));
+    let jittered = base.mul_f64(0.5 + fastrand::f64());
+    warn!(object = %obj.name_any(), error = %err, retry_in = ?jittered, "reconcile failed; retrying");
+    Action::requeue(jittered)
+}

@@ -1,0 +1,411 @@
+//! EcsTaskDefinition against ECS.
+//!
+//! Task definitions are immutable: a change of (normalised) content registers revision N+1
+//! of the family, tagged with the content hash, so that re-applying, restarting or resyncing
+//! registers nothing. Only tags change in place. The object keeps `revisionHistoryLimit`
+//! of the revisions it registered ACTIVE, deregisters and deletes older ones, and never
+//! touches revisions anyone else registered in the family.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
+use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStatus};
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::{Context, Error, Managed, Note, Outcome, State};
+use crate::api::ecs_types::RegisterTaskDefinitionInput;
+use crate::api::{
+    CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions,
+};
+use crate::ecs::error::{EcsError, ErrorClass};
+use crate::ecs::normalize::{content_hash, task_definition_content};
+use crate::ecs::ownership::{self, apply_tag_changes, owned_by, tag_changes, tag_list, tag_map};
+use crate::ecs::wire::{from_sdk, to_sdk};
+
+/// Tag recording the hash of the normalised content a revision was registered from.
+pub const CONTENT_HASH: &str = "ecs.operator.dev/content-hash";
+
+/// DeleteTaskDefinitions takes at most this many revisions per call.
+const DELETE_BATCH: usize = 10;
+
+impl EcsTaskDefinition {
+    /// The family: spec.family, else metadata.name.
+    pub fn family(&self) -> String {
+        self.spec
+            .task_definition
+            .family
+            .clone()
+            .unwrap_or_else(|| self.name_any())
+    }
+
+    /// RegisterTaskDefinition's input as this object wants it (family filled in).
+    fn desired_input(&self) -> RegisterTaskDefinitionInput {
+        let mut input = self.spec.task_definition.clone();
+        input.family = Some(self.family());
+        input
+    }
+}
+
+impl Managed for EcsTaskDefinition {
+    type Status = EcsTaskDefinitionStatus;
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn common(status: &mut Self::Status) -> &mut CommonStatus {
+        &mut status.common
+    }
+
+    fn options(&self) -> &ManagementOptions {
+        &self.spec.options
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let family = self.family();
+        let input = self.desired_input();
+        let content = task_definition_content(&input);
+        let hash = content_hash(&content);
+        let previous = self.status.clone().unwrap_or_default();
+        let spec_changed = previous.common.observed_generation != self.metadata.generation;
+
+        let mut wanted_tags = ownership::tags_for(self);
+        wanted_tags.insert(CONTENT_HASH.into(), hash.clone());
+        let user_tags = input.tags.as_deref().map(tag_map);
+
+        // One read: the revision this object registered last, or the family's latest.
+        let lookup = previous
+            .task_definition_arn
+            .clone()
+            .unwrap_or_else(|| family.clone());
+        let mut events = vec![];
+        let current = match describe(&ecs, &lookup).await? {
+            Some((td, tags)) if td.status() == Some(&TaskDefinitionStatus::Active) => {
+                Some((td, tags))
+            }
+            _ => None,
+        };
+        let current = match current {
+            Some((td, tags)) if owned_by(&tags, self) => Some((td, tags)),
+            Some((td, tags)) if self.spec.options.adopt => {
+                events.push(Note::normal(
+                    "Adopted",
+                    format!("took over {}", arn_of(&td)),
+                ));
+                Some((td, tags))
+            }
+            Some((td, _)) => {
+                return Err(Error::NotOwned(format!(
+                    "task definition family {family} has revisions this object did not register (latest: {}); \
+                     set spec.adopt: true to register new revisions into it (existing revisions are left alone)",
+                    arn_of(&td)
+                )));
+            }
+            None => None,
+        };
+
+        let (td, registered) = match current {
+            Some((td, tags)) if in_sync(&td, &tags, &hash, &content) => {
+                let changes = tag_changes(user_tags.as_ref(), &wanted_tags, &tags);
+                if !changes.is_empty() {
+                    apply_tag_changes(&ecs, &arn_of(&td), &changes).await?;
+                    let reason = if spec_changed {
+                        "TagsUpdated"
+                    } else {
+                        "DriftCorrected"
+                    };
+                    events.push(Note::normal(
+                        reason,
+                        format!("updated {}", ownership::describe_tag_changes(&changes)),
+                    ));
+                }
+                (td, false)
+            }
+            other => {
+                let why = match &other {
+                    Some((old, _)) => {
+                        format!("changed: {}", changed_fields(old, &content).join(", "))
+                    }
+                    None if previous.task_definition_arn.is_some() => {
+                        "its last revision is no longer ACTIVE in ECS".to_string()
+                    }
+                    None => "first revision of this object".to_string(),
+                };
+                let td = register(&ecs, &input, user_tags.as_ref(), &wanted_tags).await?;
+                events.push(Note::normal(
+                    "RevisionRegistered",
+                    format!("revision {} of {family} registered ({why})", td.revision()),
+                ));
+                (td, true)
+            }
+        };
+
+        let mut active = previous.active_revisions.clone();
+        if !active.contains(&td.revision()) {
+            active.push(td.revision());
+        }
+        if registered {
+            let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
+            let excess = active.len().saturating_sub(limit);
+            let old: Vec<i32> = active.drain(..excess).collect();
+            if !old.is_empty() {
+                let note = retire(&ecs, &family, &old).await?;
+                events.push(note);
+            }
+        }
+
+        let status = EcsTaskDefinitionStatus {
+            common: previous.common.clone(),
+            region: Some(region),
+            task_definition_arn: Some(arn_of(&td)),
+            family: Some(family),
+            revision: Some(td.revision()),
+            status: td.status().map(|s| s.as_str().to_string()),
+            active_revisions: active,
+        };
+        let state = State::Ready {
+            reason: "Registered",
+            message: format!("revision {} is ACTIVE", td.revision()),
+        };
+        Ok(Outcome {
+            status,
+            state,
+            events,
+        })
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
+        let family = self.family();
+        let status = self.status.clone().unwrap_or_default();
+        let mut revisions = status.active_revisions.clone();
+        if let Some(current) = status.revision.filter(|r| !revisions.contains(r)) {
+            revisions.push(current);
+        }
+        if self.spec.options.deletion_policy == DeletionPolicy::Retain || revisions.is_empty() {
+            return Ok(vec![Note::normal(
+                "Retained",
+                format!("left revisions {revisions:?} of {family} in ECS"),
+            )]);
+        }
+        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        Ok(vec![retire(&ecs, &family, &revisions).await?])
+    }
+}
+
+/// DescribeTaskDefinition with tags; None when ECS does not know it.
+async fn describe(
+    ecs: &aws_sdk_ecs::Client,
+    task_definition: &str,
+) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
+    match ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let tags = out.tags().iter().map(sdk_tag).collect();
+            Ok(out.task_definition.map(|td| (td, tags)))
+        }
+        Err(err) => match EcsError::new("DescribeTaskDefinition", err) {
+            e if e.class == ErrorClass::NotFound => Ok(None),
+            e => Err(e),
+        },
+    }
+}
+
+/// Registers the desired content as a new revision, tagged with the user's tags, the
+/// ownership tags and the content hash.
+// NB: inferenceAccelerators is deprecated in the SDK but still part of the input; the spec
+// mirrors the input in full, so it is passed through like every other member.
+#[allow(deprecated)]
+async fn register(
+    ecs: &aws_sdk_ecs::Client,
+    input: &RegisterTaskDefinitionInput,
+    user_tags: Option<&BTreeMap<String, String>>,
+    wanted_tags: &BTreeMap<String, String>,
+) -> Result<TaskDefinition, Error> {
+    let mut tags = user_tags.cloned().unwrap_or_default();
+    tags.extend(wanted_tags.clone());
+    let mut input = input.clone();
+    input.tags = Some(tag_list(&tags));
+    let sdk = to_sdk(&input, SdkRegisterInput::deserialize)?;
+    let out = ecs
+        .register_task_definition()
+        .set_family(sdk.family)
+        .set_task_role_arn(sdk.task_role_arn)
+        .set_execution_role_arn(sdk.execution_role_arn)
+        .set_network_mode(sdk.network_mode)
+        .set_container_definitions(sdk.container_definitions)
+        .set_volumes(sdk.volumes)
+        .set_placement_constraints(sdk.placement_constraints)
+        .set_requires_compatibilities(sdk.requires_compatibilities)
+        .set_cpu(sdk.cpu)
+        .set_memory(sdk.memory)
+        .set_tags(sdk.tags)
+        .set_pid_mode(sdk.pid_mode)
+        .set_ipc_mode(sdk.ipc_mode)
+        .set_proxy_configuration(sdk.proxy_configuration)
+        .set_inference_accelerators(sdk.inference_accelerators)
+        .set_ephemeral_storage(sdk.ephemeral_storage)
+        .set_runtime_platform(sdk.runtime_platform)
+        .set_enable_fault_injection(sdk.enable_fault_injection)
+        .send()
+        .await
+        .map_err(|e| EcsError::new("RegisterTaskDefinition", e))?;
+    out.task_definition.ok_or_else(|| {
+        Error::Ecs(EcsError::empty(
+            "RegisterTaskDefinition",
+            "no taskDefinition in the response",
+        ))
+    })
+}
+
+/// Deregisters revisions this object registered, then deletes them (10 per call).
+async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> Result<Note, Error> {
+    let names: Vec<String> = revisions.iter().map(|r| format!("{family}:{r}")).collect();
+    for name in &names {
+        if let Err(err) = ecs
+            .deregister_task_definition()
+            .task_definition(name)
+            .send()
+            .await
+        {
+            let err = EcsError::new("DeregisterTaskDefinition", err);
+            // NB: a revision already INACTIVE (or gone) is what we want; anything else is real.
+            if !matches!(err.class, ErrorClass::NotFound | ErrorClass::Terminal) {
+                return Err(err.into());
+            }
+        }
+    }
+    let mut failures = vec![];
+    for batch in names.chunks(DELETE_BATCH) {
+        let out = ecs
+            .delete_task_definitions()
+            .set_task_definitions(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| EcsError::new("DeleteTaskDefinitions", e))?;
+        failures.extend(out.failures().iter().map(|f| {
+            format!(
+                "{}: {}",
+                f.arn().unwrap_or_default(),
+                f.reason().unwrap_or_default()
+            )
+        }));
+    }
+    let mut message = format!("deregistered and deleted revisions {revisions:?} of {family}");
+    if !failures.is_empty() {
+        message.push_str(&format!("; ECS reported: {}", failures.join("; ")));
+    }
+    Ok(Note::normal("RevisionsDeleted", message))
+}
+
+/// In sync when the revision was registered from the same content (its hash tag), or, for
+/// revisions registered elsewhere, when its normalised content equals the desired one.
+fn in_sync(
+    td: &TaskDefinition,
+    tags: &BTreeMap<String, String>,
+    hash: &str,
+    content: &Value,
+) -> bool {
+    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash)
+        || observed_content(td).as_ref() == Some(content)
+}
+
+fn observed_content(td: &TaskDefinition) -> Option<Value> {
+    from_sdk::<_, RegisterTaskDefinitionInput>(td)
+        .ok()
+        .map(|input| task_definition_content(&input))
+}
+
+/// Top-level fields (and container.field for containers) that differ, for Events.
+fn changed_fields(old: &TaskDefinition, new: &Value) -> Vec<String> {
+    let Some(old) = observed_content(old) else {
+        return vec!["content".into()];
+    };
+    let (Value::Object(old), Value::Object(new)) = (&old, new) else {
+        return vec!["content".into()];
+    };
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut changed = vec![];
+    for key in keys {
+        let (a, b) = (old.get(key), new.get(key));
+        if a == b {
+            continue;
+        }
+        if key == "containerDefinitions" {
+            changed.extend(container_changes(a, b));
+        } else {
+            changed.push(key.clone());
+        }
+    }
+    if changed.is_empty() {
+        changed.push("content".into());
+    }
+    changed
+}
+
+fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
+    let by_name = |v: Option<&Value>| -> BTreeMap<String, Value> {
+        v.and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| {
+                        (
+                            c["name"].as_str().unwrap_or_default().to_string(),
+                            c.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (old, new) = (by_name(old), by_name(new));
+    let mut changed = vec![];
+    for (name, container) in &new {
+        match old.get(name) {
+            None => changed.push(format!("containerDefinitions[{name}] added")),
+            Some(before) => {
+                let (Some(a), Some(b)) = (before.as_object(), container.as_object()) else {
+                    continue;
+                };
+                let mut fields: Vec<&String> = a
+                    .keys()
+                    .chain(b.keys())
+                    .filter(|k| a.get(*k) != b.get(*k))
+                    .collect();
+                fields.sort();
+                fields.dedup();
+                changed.extend(
+                    fields
+                        .into_iter()
+                        .map(|f| format!("containerDefinitions[{name}].{f}")),
+                );
+            }
+        }
+    }
+    changed.extend(
+        old.keys()
+            .filter(|n| !new.contains_key(*n))
+            .map(|n| format!("containerDefinitions[{n}] removed")),
+    );
+    changed
+}
+
+fn arn_of(td: &TaskDefinition) -> String {
+    td.task_definition_arn().unwrap_or_default().to_string()
+}
+
+fn sdk_tag(tag: &aws_sdk_ecs::types::Tag) -> (String, String) {
+    (
+        tag.key().unwrap_or_default().to_string(),
+        tag.value().unwrap_or_default().to_string(),
+    )
+}
