@@ -2,6 +2,7 @@
 //! classification and the tags that record ownership.
 
 pub mod client;
+pub mod diff;
 pub mod error;
 pub mod normalize;
 pub mod ownership;

@@ -45,6 +45,18 @@ pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Tags ECS returned, as a map.
+pub fn sdk_tag_map(tags: &[aws_sdk_ecs::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A map back to ECS tags.
 pub fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()

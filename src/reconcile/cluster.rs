@@ -1,1 +1,419 @@
+//! EcsCluster against ECS.
+//!
+//! Observed with one DescribeClusters (tags, settings and configurations included). Created
+//! with CreateCluster; settings, configuration and serviceConnectDefaults change in place
+//! through UpdateCluster, capacityProviders and defaultCapacityProviderStrategy through
+//! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
+//! still holds services or tasks in the cluster.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
+use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
+use aws_sdk_ecs::operation::update_cluster::UpdateClusterInput as SdkUpdateInput;
+use aws_sdk_ecs::types::{Cluster, ClusterField};
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::{Context, Error, Managed, Note, Outcome, State};
+use crate::api::ecs_types::CreateClusterInput;
+use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
+use crate::ecs::diff::is_subset;
+use crate::ecs::error::{EcsError, ErrorClass};
+use crate::ecs::ownership::{
+    self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map,
+};
+use crate::ecs::wire::{from_sdk, to_sdk};
+
+/// ECS errors that mean "the cluster still holds something; delete that first".
+const BLOCKING: &[&str] = &[
+    "ClusterContainsServicesException",
+    "ClusterContainsTasksException",
+    "ClusterContainsContainerInstancesException",
+    "ClusterContainsCapacityProviderException",
+    "UpdateInProgressException",
+];
+
+impl EcsCluster {
+    /// The cluster name: spec.clusterName, else metadata.name.
+    pub fn cluster_name(&self) -> String {
+        self.spec
+            .cluster
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| self.name_any())
+    }
+}
+
+impl Managed for EcsCluster {
+    type Status = EcsClusterStatus;
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn common(status: &mut Self::Status) -> &mut CommonStatus {
+        &mut status.common
+    }
+
+    fn options(&self) -> &ManagementOptions {
+        &self.spec.options
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let name = self.cluster_name();
+        let previous = self.status.clone().unwrap_or_default();
+        let spec_changed = previous.common.observed_generation != self.metadata.generation;
+        let ownership_tags = ownership::tags_for(self);
+        let user_tags = self.spec.cluster.tags.as_deref().map(tag_map);
+        let mut events = vec![];
+
+        let cluster = match describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?
+        {
+            None => {
+                let cluster = create(
+                    &ecs,
+                    &self.spec.cluster,
+                    &name,
+                    user_tags.as_ref(),
+                    &ownership_tags,
+                )
+                .await?;
+                events.push(Note::normal("Created", format!("created cluster {name}")));
+                cluster
+            }
+            Some(cluster) => {
+                let tags = sdk_tag_map(cluster.tags());
+                if !owned_by(&tags, self) {
+                    if !self.spec.options.adopt {
+                        return Err(Error::NotOwned(format!(
+                            "ECS cluster {name} exists and was not created by this object; set spec.adopt: true to manage it"
+                        )));
+                    }
+                    events.push(Note::normal("Adopted", format!("took over cluster {name}")));
+                }
+                let changed = converge(&ecs, &self.spec.cluster, &cluster).await?;
+                let tag_diff = tag_changes(user_tags.as_ref(), &ownership_tags, &tags);
+                if !tag_diff.is_empty() {
+                    apply_tag_changes(&ecs, cluster.cluster_arn().unwrap_or_default(), &tag_diff)
+                        .await?;
+                }
+                let mut fields = changed;
+                if !tag_diff.is_empty() && owned_by(&tags, self) {
+                    fields.push(ownership::describe_tag_changes(&tag_diff));
+                }
+                if !fields.is_empty() {
+                    let reason = if spec_changed {
+                        "Updated"
+                    } else {
+                        "DriftCorrected"
+                    };
+                    events.push(Note::normal(
+                        reason,
+                        format!("updated {}", fields.join(", ")),
+                    ));
+                }
+                cluster
+            }
+        };
+
+        let ecs_status = cluster.status().unwrap_or_default().to_string();
+        let status = EcsClusterStatus {
+            common: previous.common.clone(),
+            region: Some(region),
+            cluster_arn: cluster.cluster_arn().map(str::to_owned),
+            cluster_name: Some(name.clone()),
+            status: Some(ecs_status.clone()),
+            active_services_count: Some(cluster.active_services_count()),
+            running_tasks_count: Some(cluster.running_tasks_count()),
+            pending_tasks_count: Some(cluster.pending_tasks_count()),
+            registered_container_instances_count: Some(
+                cluster.registered_container_instances_count(),
+            ),
+        };
+        let state = match ecs_status.as_str() {
+            "ACTIVE" => State::Ready {
+                reason: "Active",
+                message: format!("cluster {name} is ACTIVE"),
+            },
+            other => State::InProgress {
+                reason: "Provisioning",
+                message: format!("cluster {name} is {other}"),
+                recheck: Duration::from_secs(5),
+            },
+        };
+        Ok(Outcome {
+            status,
+            state,
+            events,
+        })
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
+        let name = self.cluster_name();
+        if self.spec.options.deletion_policy == DeletionPolicy::Retain {
+            return Ok(vec![Note::normal(
+                "Retained",
+                format!("left cluster {name} in ECS"),
+            )]);
+        }
+        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        let status = self.status.clone().unwrap_or_default();
+        let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await?
+        else {
+            return Ok(vec![]);
+        };
+        let tags = sdk_tag_map(cluster.tags());
+        if !owned_by(&tags, self) {
+            return Ok(vec![Note::normal(
+                "Retained",
+                format!("left cluster {name}: this object does not own it"),
+            )]);
+        }
+        let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
+        match ecs.delete_cluster().cluster(&arn).send().await {
+            Ok(_) => Ok(vec![Note::normal(
+                "Deleted",
+                format!("deleted cluster {name}"),
+            )]),
+            Err(err) => match EcsError::new("DeleteCluster", err) {
+                e if e.class == ErrorClass::NotFound => Ok(vec![]),
+                e if BLOCKING.iter().any(|code| e.is(code)) => {
+                    let services = service_names(&ecs, &arn).await?;
+                    let held = if services.is_empty() {
+                        e.message.clone()
+                    } else {
+                        format!(
+                            "ECS still holds services in cluster {name}: {}",
+                            services.join(", ")
+                        )
+                    };
+                    Err(Error::DeletionBlocked(held))
+                }
+                e => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// DescribeClusters for one cluster, with tags, settings and configurations. None when ECS
+/// reports it MISSING or INACTIVE (a deleted cluster stays visible as INACTIVE for a while).
+async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .include(ClusterField::Tags)
+        .include(ClusterField::Settings)
+        .include(ClusterField::Configurations)
+        .send()
+        .await
+        .map_err(|e| EcsError::new("DescribeClusters", e))?;
+    Ok(out
+        .clusters
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.status() != Some("INACTIVE")))
+}
+
+async fn create(
+    ecs: &aws_sdk_ecs::Client,
+    spec: &CreateClusterInput,
+    name: &str,
+    user_tags: Option<&BTreeMap<String, String>>,
+    ownership_tags: &BTreeMap<String, String>,
+) -> Result<Cluster, Error> {
+    let mut tags = user_tags.cloned().unwrap_or_default();
+    tags.extend(ownership_tags.clone());
+    let mut input = spec.clone();
+    input.cluster_name = Some(name.to_string());
+    input.tags = Some(tag_list(&tags));
+    let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
+    let out = ecs
+        .create_cluster()
+        .set_cluster_name(sdk.cluster_name)
+        .set_tags(sdk.tags)
+        .set_settings(sdk.settings)
+        .set_configuration(sdk.configuration)
+        .set_capacity_providers(sdk.capacity_providers)
+        .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
+        .set_service_connect_defaults(sdk.service_connect_defaults)
+        .send()
+        .await
+        .map_err(|e| EcsError::new("CreateCluster", e))?;
+    out.cluster.ok_or_else(|| {
+        Error::Ecs(EcsError::empty(
+            "CreateCluster",
+            "no cluster in the response",
+        ))
+    })
+}
+
+/// Brings an existing cluster to the spec: at most one UpdateCluster and one
+/// PutClusterCapacityProviders. Returns the names of the fields it changed.
+async fn converge(
+    ecs: &aws_sdk_ecs::Client,
+    spec: &CreateClusterInput,
+    cluster: &Cluster,
+) -> Result<Vec<String>, Error> {
+    let observed: Value = from_sdk(cluster)?;
+    let desired = serde_json::to_value(spec)
+        .map_err(|e| crate::ecs::wire::WireError::Encode("cluster", e))?;
+    let arn = cluster.cluster_arn().unwrap_or_default();
+    let mut changed = vec![];
+
+    let mut update = serde_json::Map::new();
+    if let Some(settings) = desired
+        .get("settings")
+        .filter(|s| !settings_match(s, &observed["settings"]))
+    {
+        update.insert("settings".into(), settings.clone());
+    }
+    if let Some(configuration) = desired
+        .get("configuration")
+        .filter(|c| !is_subset(c, &observed["configuration"]))
+    {
+        update.insert("configuration".into(), configuration.clone());
+    }
+    if let Some(defaults) = desired
+        .get("serviceConnectDefaults")
+        .filter(|d| !namespace_matches(d, &observed))
+    {
+        update.insert("serviceConnectDefaults".into(), defaults.clone());
+    }
+    if !update.is_empty() {
+        changed.extend(update.keys().cloned());
+        update.insert("cluster".into(), json!(arn));
+        let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
+        ecs.update_cluster()
+            .set_cluster(sdk.cluster)
+            .set_settings(sdk.settings)
+            .set_configuration(sdk.configuration)
+            .set_service_connect_defaults(sdk.service_connect_defaults)
+            .send()
+            .await
+            .map_err(|e| EcsError::new("UpdateCluster", e))?;
+    }
+
+    let providers_differ = desired
+        .get("capacityProviders")
+        .is_some_and(|want| sorted_strings(want) != sorted_strings(&observed["capacityProviders"]));
+    let strategy_differs = desired
+        .get("defaultCapacityProviderStrategy")
+        .is_some_and(|want| !strategy_matches(want, &observed["defaultCapacityProviderStrategy"]));
+    if providers_differ || strategy_differs {
+        if providers_differ {
+            changed.push("capacityProviders".into());
+        }
+        if strategy_differs {
+            changed.push("defaultCapacityProviderStrategy".into());
+        }
+        // NB: PutClusterCapacityProviders replaces both lists, so the one the spec leaves
+        // unset is sent as ECS has it.
+        let pick = |key: &str| {
+            desired
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| observed.get(key).cloned().unwrap_or(json!([])))
+        };
+        let input = json!({
+            "cluster": arn,
+            "capacityProviders": pick("capacityProviders"),
+            "defaultCapacityProviderStrategy": pick("defaultCapacityProviderStrategy"),
+        });
+        let sdk = to_sdk(&input, SdkPutProvidersInput::deserialize)?;
+        ecs.put_cluster_capacity_providers()
+            .set_cluster(sdk.cluster)
+            .set_capacity_providers(sdk.capacity_providers)
+            .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
+            .send()
+            .await
+            .map_err(|e| EcsError::new("PutClusterCapacityProviders", e))?;
+    }
+    Ok(changed)
+}
+
+/// Every setting the spec names has the spec's value in ECS (others are not fought over).
+fn settings_match(desired: &Value, observed: &Value) -> bool {
+    let observed: BTreeMap<&str, &Value> = observed
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| Some((s["name"].as_str()?, &s["value"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    desired.as_array().is_none_or(|items| {
+        items
+            .iter()
+            .all(|s| observed.get(s["name"].as_str().unwrap_or_default()) == Some(&&s["value"]))
+    })
+}
+
+/// ECS reports the Cloud Map namespace as an ARN; a spec may name it. A name cannot be
+/// checked against an ARN without Cloud Map, so a named namespace counts as in place once
+/// ECS reports any namespace.
+fn namespace_matches(desired: &Value, observed: &Value) -> bool {
+    let have = observed["serviceConnectDefaults"]["namespace"].as_str();
+    match desired["namespace"].as_str() {
+        Some(want) if want.starts_with("arn:") => have == Some(want),
+        _ => have.is_some(),
+    }
+}
+
+fn sorted_strings(value: &Value) -> Vec<String> {
+    let mut items: Vec<String> = value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    items.sort();
+    items
+}
+
+/// Strategies match item for item, with ECS's defaults (base 0, weight 0) filled in.
+fn strategy_matches(desired: &Value, observed: &Value) -> bool {
+    let normalise = |v: &Value| -> Vec<(String, i64, i64)> {
+        let mut items: Vec<(String, i64, i64)> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        (
+                            i["capacityProvider"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            i["base"].as_i64().unwrap_or(0),
+                            i["weight"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        items.sort();
+        items
+    };
+    normalise(desired) == normalise(observed)
+}
+
+/// Names of the services ECS lists in a cluster (first page: enough to name the blockers).
+async fn service_names(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, EcsError> {
+    let out = ecs
+        .list_services()
+        .cluster(cluster)
+        .max_results(100)
+        .send()
+        .await
+        .map_err(|e| EcsError::new("ListServices", e))?;
+    Ok(out
+        .service_arns()
+        .iter()
+        .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string())
+        .collect())
+}

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::api::{CommonStatus, EcsTaskDefinition, ManagementOptions};
+use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions};
 use crate::ecs::client::EcsClients;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::wire::WireError;
@@ -221,7 +221,10 @@ pub trait Managed:
 
 /// Runs the controllers of every kind until a shutdown signal.
 pub async fn run(ctx: Arc<Context>) {
-    futures::join!(controller::<EcsTaskDefinition>(ctx.clone()));
+    futures::join!(
+        controller::<EcsTaskDefinition>(ctx.clone()),
+        controller::<EcsCluster>(ctx.clone())
+    );
 }
 
 async fn controller<K: Managed>(ctx: Arc<Context>) {

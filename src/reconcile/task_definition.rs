@@ -20,7 +20,9 @@ use crate::api::{
 };
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::normalize::{content_hash, task_definition_content};
-use crate::ecs::ownership::{self, apply_tag_changes, owned_by, tag_changes, tag_list, tag_map};
+use crate::ecs::ownership::{
+    self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map,
+};
 use crate::ecs::wire::{from_sdk, to_sdk};
 
 /// Tag recording the hash of the normalised content a revision was registered from.
@@ -207,7 +209,7 @@ async fn describe(
         .await
     {
         Ok(out) => {
-            let tags = out.tags().iter().map(sdk_tag).collect();
+            let tags = sdk_tag_map(out.tags());
             Ok(out.task_definition.map(|td| (td, tags)))
         }
         Err(err) => match EcsError::new("DescribeTaskDefinition", err) {
@@ -401,11 +403,4 @@ fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
 
 fn arn_of(td: &TaskDefinition) -> String {
     td.task_definition_arn().unwrap_or_default().to_string()
-}
-
-fn sdk_tag(tag: &aws_sdk_ecs::types::Tag) -> (String, String) {
-    (
-        tag.key().unwrap_or_default().to_string(),
-        tag.value().unwrap_or_default().to_string(),
-    )
 }
