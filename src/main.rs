@@ -10,11 +10,7 @@ use ecs_operator::ecs::client::EcsClients;
 use ecs_operator::reconcile::{self, Context, Settings};
 
 #[derive(Parser)]
-#[command(
-    name = "ecs-operator",
-    version,
-    about = "Manage Amazon ECS from Kubernetes"
-)]
+#[command(name = "ecs-operator", version, about = "Manage Amazon ECS from Kubernetes")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -44,20 +40,13 @@ struct RunArgs {
     #[arg(long, env = "ECS_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
     /// How long a Stalled object waits before one retry without a spec change, in seconds.
-    #[arg(
-        long,
-        env = "ECS_OPERATOR_STALLED_RETRY_SECONDS",
-        default_value_t = 3600
-    )]
+    #[arg(long, env = "ECS_OPERATOR_STALLED_RETRY_SECONDS", default_value_t = 3600)]
     stalled_retry_seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match Cli::parse()
-        .command
-        .unwrap_or(Command::Run(RunArgs::default()))
-    {
+    match Cli::parse().command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Crd { out_dir: None } => {
             for crd in api::crds() {
                 print!("---\n{}", api::crd_yaml(&crd)?);
@@ -77,8 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
     let client = kube::Client::try_default().await?;

@@ -45,17 +45,11 @@ async fn crds_are_established_in_the_apiserver_as_generated() {
         let conditions = live.status.and_then(|s| s.conditions).unwrap_or_default();
         for wanted in ["Established", "NamesAccepted"] {
             assert!(
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == wanted && c.status == "True"),
+                conditions.iter().any(|c| c.type_ == wanted && c.status == "True"),
                 "{name}: {wanted} is not True: {conditions:?}"
             );
         }
-        assert_eq!(
-            live.spec.names.categories,
-            Some(vec!["ecs".to_string()]),
-            "{name}"
-        );
+        assert_eq!(live.spec.names.categories, Some(vec!["ecs".to_string()]), "{name}");
         assert_eq!(
             live.spec.versions, generated.spec.versions,
             "{name}: the installed schema differs from crds/"
@@ -90,12 +84,8 @@ fn task_definition_fixtures() -> Vec<(String, Value)> {
         .expect("fixtures")
         .map(|e| e.expect("entry").path())
         .map(|p| {
-            let json =
-                serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("JSON");
-            (
-                p.file_stem().expect("stem").to_string_lossy().into_owned(),
-                json,
-            )
+            let json = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("JSON");
+            (p.file_stem().expect("stem").to_string_lossy().into_owned(), json)
         })
         .collect();
     fixtures.sort_by(|a, b| a.0.cmp(&b.0));
@@ -132,10 +122,7 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
         apply(&client, &ns, &obj, false)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let stored = common::api_for(&client, &ns, &obj)
-            .get(&name)
-            .await
-            .expect("read back");
+        let stored = common::api_for(&client, &ns, &obj).get(&name).await.expect("read back");
         let mut spec = stored.data["spec"].clone();
         let fields = spec.as_object_mut().expect("spec");
         for (defaulted, value) in [
@@ -149,10 +136,7 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
                 "{name}: {defaulted} is defaulted"
             );
         }
-        assert_eq!(
-            spec, json,
-            "{name}: the apiserver changed or pruned a field"
-        );
+        assert_eq!(spec, json, "{name}: the apiserver changed or pruned a field");
     }
     delete_namespace(&client, &ns).await;
 }
@@ -191,10 +175,7 @@ fn admission_cases() -> Vec<AdmissionCase> {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem()
-        .expect("stem")
-        .to_string_lossy()
-        .into_owned()
+    path.file_stem().expect("stem").to_string_lossy().into_owned()
 }
 
 #[tokio::test]
@@ -208,10 +189,7 @@ async fn malformed_objects_are_rejected_at_admission_naming_the_field() {
         let (setup, rejected) = case.documents.split_at(case.documents.len() - 1);
         for doc in setup {
             if let Err(e) = apply(&client, &ns, doc, false).await {
-                failures.push(format!(
-                    "{}: the valid first document was rejected: {e}",
-                    case.name
-                ));
+                failures.push(format!("{}: the valid first document was rejected: {e}", case.name));
             }
         }
         match apply(&client, &ns, &rejected[0], false).await {
@@ -234,8 +212,7 @@ async fn malformed_objects_are_rejected_at_admission_naming_the_field() {
 fn kubectl(args: &[&str]) -> std::process::Output {
     let bed = test_bed();
     // NB: a private discovery cache, so that no earlier run's cache hides the CRDs.
-    let cache =
-        std::env::temp_dir().join(format!("ecs-operator-kubectl-cache-{}", std::process::id()));
+    let cache = std::env::temp_dir().join(format!("ecs-operator-kubectl-cache-{}", std::process::id()));
     std::process::Command::new(root().join(".testenv/bin/kubectl"))
         .arg("--kubeconfig")
         .arg(bed.kubeconfig())
@@ -259,21 +236,12 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
         .map(|f| std::fs::read_to_string(root().join("config/samples").join(f)).expect("sample"))
         .join("\n---\n"),
     ) {
-        apply(&client, &ns, &obj, false)
-            .await
-            .expect("apply sample");
+        apply(&client, &ns, &obj, false).await.expect("apply sample");
     }
 
     let out = kubectl(&["get", "ecs", "-n", &ns, "-o", "name"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
     listed.sort();
     assert_eq!(
         listed,
@@ -285,25 +253,11 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
     );
 
     let out = kubectl(&["scale", "-n", &ns, "ecsservice/web", "--replicas=5"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = kubectl(&[
-        "get",
-        "-n",
-        &ns,
-        "ecssvc/web",
-        "-o",
-        "jsonpath={.spec.desiredCount}",
-    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl(&["get", "-n", &ns, "ecssvc/web", "-o", "jsonpath={.spec.desiredCount}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "5");
 
-    let out = kubectl(&[
-        "explain",
-        "ecstaskdefinition.spec.containerDefinitions.image",
-    ]);
+    let out = kubectl(&["explain", "ecstaskdefinition.spec.containerDefinitions.image"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("image used to start a container"),

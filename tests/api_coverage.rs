@@ -78,10 +78,7 @@ fn sdk_structs(dir: &Path) -> BTreeMap<String, Vec<(String, String)>> {
         let text = std::fs::read_to_string(&file).expect("read");
         let mut lines = text.lines();
         while let Some(line) = lines.next() {
-            let Some(name) = line
-                .strip_prefix("pub struct ")
-                .and_then(|l| l.strip_suffix(" {"))
-            else {
+            let Some(name) = line.strip_prefix("pub struct ").and_then(|l| l.strip_suffix(" {")) else {
                 continue;
             };
             let mut fields = vec![];
@@ -89,11 +86,7 @@ fn sdk_structs(dir: &Path) -> BTreeMap<String, Vec<(String, String)>> {
                 if body == "}" {
                     break;
                 }
-                if let Some((field, ty)) = body
-                    .trim()
-                    .strip_prefix("pub ")
-                    .and_then(|f| f.split_once(": "))
-                {
+                if let Some((field, ty)) = body.trim().strip_prefix("pub ").and_then(|f| f.split_once(": ")) {
                     fields.push((field.to_string(), ty.trim_end_matches(',').to_string()));
                 }
             }
@@ -107,26 +100,19 @@ fn sdk_structs(dir: &Path) -> BTreeMap<String, Vec<(String, String)>> {
 fn referenced_type(ty: &str) -> Option<String> {
     let start = ty.find("crate::types::")? + "crate::types::".len();
     let rest = &ty[start..];
-    let end = rest
-        .find(|c: char| !c.is_alphanumeric())
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| !c.is_alphanumeric()).unwrap_or(rest.len());
     Some(rest[..end].to_string())
 }
 
 fn normalise(name: &str) -> String {
-    name.trim_start_matches("r#")
-        .replace('_', "")
-        .to_lowercase()
+    name.trim_start_matches("r#").replace('_', "").to_lowercase()
 }
 
 /// The object schema under a property: itself, its list items, or its map values.
 fn object_schema(prop: &Value) -> &Value {
     if prop["type"] == "array" {
         object_schema(&prop["items"])
-    } else if prop
-        .get("additionalProperties")
-        .is_some_and(|v| v.is_object())
-    {
+    } else if prop.get("additionalProperties").is_some_and(|v| v.is_object()) {
         object_schema(&prop["additionalProperties"])
     } else {
         prop
@@ -144,22 +130,13 @@ fn compare(
     allowed: &[&str],
     mismatches: &mut Vec<String>,
 ) {
-    let fields = structs
-        .get(sdk_type)
-        .unwrap_or_else(|| panic!("SDK struct {sdk_type}"));
-    let props = schema["properties"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let fields = structs.get(sdk_type).unwrap_or_else(|| panic!("SDK struct {sdk_type}"));
+    let props = schema["properties"].as_object().cloned().unwrap_or_default();
     for (field, ty) in fields {
-        if LEFT_OUT
-            .iter()
-            .any(|(t, f, _)| *t == sdk_type && f == field)
-        {
+        if LEFT_OUT.iter().any(|(t, f, _)| *t == sdk_type && f == field) {
             continue;
         }
-        let Some((prop_name, prop)) = props.iter().find(|(k, _)| normalise(k) == normalise(field))
-        else {
+        let Some((prop_name, prop)) = props.iter().find(|(k, _)| normalise(k) == normalise(field)) else {
             mismatches.push(format!("missing: {path}.{field} ({sdk_type})"));
             continue;
         };
@@ -177,9 +154,7 @@ fn compare(
     let sdk: BTreeSet<String> = fields.iter().map(|(f, _)| normalise(f)).collect();
     for prop in props.keys() {
         if !sdk.contains(&normalise(prop)) && !allowed.contains(&prop.as_str()) {
-            mismatches.push(format!(
-                "not an ECS input member: {path}.{prop} ({sdk_type})"
-            ));
+            mismatches.push(format!("not an ECS input member: {path}.{prop} ({sdk_type})"));
         }
     }
 }
@@ -202,11 +177,7 @@ fn crd_schemas_match_the_ecs_inputs_member_for_member() {
         ("EcsService", "CreateServiceInput"),
         ("EcsCluster", "CreateClusterInput"),
     ] {
-        let allowed = KUBERNETES_ONLY
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .expect("kind")
-            .1;
+        let allowed = KUBERNETES_ONLY.iter().find(|(k, _)| *k == kind).expect("kind").1;
         compare(
             &structs,
             input,

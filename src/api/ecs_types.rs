@@ -530,8 +530,7 @@ pub struct Volume {
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
     /// This parameter is specified when you use Amazon FSx for Windows File Server file system for task storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration:
-        Option<FSxWindowsFileServerVolumeConfiguration>,
+    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
     /// Indicates whether the volume should be configured at launch time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_at_launch: Option<bool>,

@@ -23,11 +23,7 @@ pub const GROUP: &str = "ecs.operator.dev";
 
 /// Every CRD this operator serves, in a stable order (the file names in crds/ follow it).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        EcsCluster::crd(),
-        EcsTaskDefinition::crd(),
-        EcsService::crd(),
-    ]
+    vec![EcsCluster::crd(), EcsTaskDefinition::crd(), EcsService::crd()]
 }
 
 /// The YAML document `ecs-operator crd` prints for one CRD, as committed in crds/.

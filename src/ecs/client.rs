@@ -29,9 +29,7 @@ impl EcsClients {
 
     /// The region an object lives in: its spec.region, else the operator's default.
     pub fn region(&self, spec_region: Option<&str>) -> Option<String> {
-        spec_region
-            .map(str::to_owned)
-            .or_else(|| self.default_region.clone())
+        spec_region.map(str::to_owned).or_else(|| self.default_region.clone())
     }
 
     /// The client for a region.

@@ -26,8 +26,7 @@ mod tests {
 
     #[test]
     fn unset_fields_are_not_compared() {
-        let observed =
-            json!({"executeCommandConfiguration": {"logging": "DEFAULT", "kmsKeyId": "k"}});
+        let observed = json!({"executeCommandConfiguration": {"logging": "DEFAULT", "kmsKeyId": "k"}});
         assert!(is_subset(
             &json!({"executeCommandConfiguration": {"logging": "DEFAULT"}}),
             &observed

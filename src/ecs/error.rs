@@ -41,10 +41,7 @@ impl EcsError {
             SdkError::ServiceError(service) => {
                 let inner = service.err();
                 let code = inner.code().map(str::to_owned);
-                let message = inner
-                    .message()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| inner.to_string());
+                let message = inner.message().map(str::to_owned).unwrap_or_else(|| inner.to_string());
                 let class = classify(code.as_deref(), &message);
                 Self {
                     operation,
@@ -79,9 +76,7 @@ impl EcsError {
     }
 }
 
-fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> String {
+fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debug>(err: &SdkError<E, R>) -> String {
     use std::error::Error;
     let mut text = err.to_string();
     let mut source = err.source();
@@ -96,17 +91,12 @@ fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debu
 /// Maps ECS's error code to what the operator should do.
 pub fn classify(code: Option<&str>, message: &str) -> ErrorClass {
     match code.unwrap_or_default() {
-        "ThrottlingException"
-        | "Throttling"
-        | "RequestLimitExceeded"
-        | "TooManyRequestsException" => ErrorClass::Throttled,
-        "ClusterNotFoundException" | "ServiceNotFoundException" | "ResourceNotFoundException" => {
-            ErrorClass::NotFound
+        "ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException" => {
+            ErrorClass::Throttled
         }
+        "ClusterNotFoundException" | "ServiceNotFoundException" | "ResourceNotFoundException" => ErrorClass::NotFound,
         // NB: DescribeTaskDefinition answers a missing family with a ClientException.
-        "ClientException" if message.starts_with("Unable to describe task definition") => {
-            ErrorClass::NotFound
-        }
+        "ClientException" if message.starts_with("Unable to describe task definition") => ErrorClass::NotFound,
         "AccessDeniedException"
         | "UnauthorizedOperation"
         | "InvalidParameterException"
@@ -133,34 +123,19 @@ mod tests {
             classify(Some("ThrottlingException"), "Rate exceeded"),
             ErrorClass::Throttled
         );
-        assert_eq!(
-            classify(Some("ServerException"), "oops"),
-            ErrorClass::Transient
-        );
+        assert_eq!(classify(Some("ServerException"), "oops"), ErrorClass::Transient);
         assert_eq!(
             classify(Some("InvalidParameterException"), "bad cpu"),
             ErrorClass::Terminal
         );
+        assert_eq!(classify(Some("AccessDeniedException"), "no"), ErrorClass::Terminal);
+        assert_eq!(classify(Some("ClusterNotFoundException"), "gone"), ErrorClass::NotFound);
         assert_eq!(
-            classify(Some("AccessDeniedException"), "no"),
-            ErrorClass::Terminal
-        );
-        assert_eq!(
-            classify(Some("ClusterNotFoundException"), "gone"),
+            classify(Some("ClientException"), "Unable to describe task definition."),
             ErrorClass::NotFound
         );
         assert_eq!(
-            classify(
-                Some("ClientException"),
-                "Unable to describe task definition."
-            ),
-            ErrorClass::NotFound
-        );
-        assert_eq!(
-            classify(
-                Some("ClientException"),
-                "Container.image should not be null"
-            ),
+            classify(Some("ClientException"), "Container.image should not be null"),
             ErrorClass::Terminal
         );
         assert_eq!(classify(None, "connection reset"), ErrorClass::Transient);

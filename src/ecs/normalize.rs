@@ -21,10 +21,7 @@ pub fn task_definition_content(input: &RegisterTaskDefinitionInput) -> Value {
 /// Normalises task definition JSON (RegisterTaskDefinition's input shape).
 pub fn normalise(mut value: Value) -> Value {
     if let Value::Object(task) = &mut value {
-        let network_mode = task
-            .get("networkMode")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let network_mode = task.get("networkMode").and_then(Value::as_str).map(str::to_owned);
         for (key, unit) in [("cpu", Unit::Cpu), ("memory", Unit::Memory)] {
             if let Some(Value::String(s)) = task.get_mut(key) {
                 *s = task_size(s, unit);
@@ -114,12 +111,7 @@ fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&
         }
     }
     if let Some(Value::Object(check)) = container.get_mut("healthCheck") {
-        for (key, default) in [
-            ("interval", 30),
-            ("timeout", 5),
-            ("retries", 3),
-            ("startPeriod", 0),
-        ] {
+        for (key, default) in [("interval", 30), ("timeout", 5), ("retries", 3), ("startPeriod", 0)] {
             check.entry(key).or_insert(Value::from(default));
         }
     }
@@ -203,9 +195,7 @@ mod tests {
                 "{}/tests/fixtures/task_definitions/{name}.json",
                 env!("CARGO_MANIFEST_DIR")
             );
-            let json: Value =
-                serde_json::from_str(&std::fs::read_to_string(path).expect("fixture"))
-                    .expect("JSON");
+            let json: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
             let once = normalise(json);
             assert_eq!(normalise(once.clone()), once, "{name}");
         }

@@ -8,9 +8,7 @@
 
 use aws_smithy_json::codec::JsonCodec;
 use aws_smithy_schema::codec::Codec;
-use aws_smithy_schema::serde::{
-    SerdeError, SerializableStruct, ShapeDeserializer, ShapeSerializer,
-};
+use aws_smithy_schema::serde::{SerdeError, SerializableStruct, ShapeDeserializer, ShapeSerializer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -37,10 +35,7 @@ pub fn to_sdk<T, U>(
 where
     T: Serialize,
 {
-    let name = std::any::type_name::<U>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("value");
+    let name = std::any::type_name::<U>().rsplit("::").next().unwrap_or("value");
     let bytes = serde_json::to_vec(value).map_err(|e| WireError::Encode(name, e))?;
     let codec = JsonCodec::default();
     let mut deserializer = codec.create_deserializer(&bytes);
@@ -54,10 +49,7 @@ where
     S: SerializableStruct,
     T: DeserializeOwned,
 {
-    let name = std::any::type_name::<S>()
-        .rsplit("::")
-        .next()
-        .unwrap_or("value");
+    let name = std::any::type_name::<S>().rsplit("::").next().unwrap_or("value");
     let codec = JsonCodec::default();
     let mut serializer = codec.create_serializer();
     serializer
@@ -82,24 +74,17 @@ mod tests {
 
     #[test]
     fn a_task_definition_reaches_the_sdk_with_every_member() {
-        let spec: RegisterTaskDefinitionInput =
-            serde_json::from_value(fixture("linux-parameters")).expect("spec");
+        let spec: RegisterTaskDefinitionInput = serde_json::from_value(fixture("linux-parameters")).expect("spec");
         let sdk = to_sdk(&spec, SdkInput::deserialize).expect("to SDK");
         let container = &sdk.container_definitions.as_deref().expect("containers")[0];
-        let linux = container
-            .linux_parameters
-            .as_ref()
-            .expect("linuxParameters");
+        let linux = container.linux_parameters.as_ref().expect("linuxParameters");
         assert_eq!(linux.tmpfs.as_deref().expect("tmpfs")[0].size, 128);
         assert_eq!(
             linux.capabilities.as_ref().and_then(|c| c.add.clone()),
             Some(vec!["NET_ADMIN".to_string(), "NET_RAW".to_string()])
         );
         assert_eq!(sdk.pid_mode.as_ref().map(|m| m.as_str()), Some("task"));
-        assert_eq!(
-            container.ulimits.as_deref().expect("ulimits")[0].soft_limit,
-            -1
-        );
+        assert_eq!(container.ulimits.as_deref().expect("ulimits")[0].soft_limit, -1);
     }
 
     #[test]
@@ -112,8 +97,7 @@ mod tests {
             "linux-parameters",
         ] {
             let json = fixture(name);
-            let spec: RegisterTaskDefinitionInput =
-                serde_json::from_value(json.clone()).expect("spec");
+            let spec: RegisterTaskDefinitionInput = serde_json::from_value(json.clone()).expect("spec");
             let sdk = to_sdk(&spec, SdkInput::deserialize).expect("to SDK");
             let back: RegisterTaskDefinitionInput = from_sdk(&sdk).expect("from SDK");
             // NB: the SDK writes `cpu: 0` for containers without one, as ECS does.

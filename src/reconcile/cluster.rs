@@ -21,9 +21,7 @@ use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{
-    self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map,
-};
+use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
 use crate::ecs::wire::{from_sdk, to_sdk};
 
 /// ECS errors that mean "the cluster still holds something; delete that first".
@@ -70,17 +68,9 @@ impl Managed for EcsCluster {
         let user_tags = self.spec.cluster.tags.as_deref().map(tag_map);
         let mut events = vec![];
 
-        let cluster = match describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?
-        {
+        let cluster = match describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await? {
             None => {
-                let cluster = create(
-                    &ecs,
-                    &self.spec.cluster,
-                    &name,
-                    user_tags.as_ref(),
-                    &ownership_tags,
-                )
-                .await?;
+                let cluster = create(&ecs, &self.spec.cluster, &name, user_tags.as_ref(), &ownership_tags).await?;
                 events.push(Note::normal("Created", format!("created cluster {name}")));
                 cluster
             }
@@ -97,23 +87,15 @@ impl Managed for EcsCluster {
                 let changed = converge(&ecs, &self.spec.cluster, &cluster).await?;
                 let tag_diff = tag_changes(user_tags.as_ref(), &ownership_tags, &tags);
                 if !tag_diff.is_empty() {
-                    apply_tag_changes(&ecs, cluster.cluster_arn().unwrap_or_default(), &tag_diff)
-                        .await?;
+                    apply_tag_changes(&ecs, cluster.cluster_arn().unwrap_or_default(), &tag_diff).await?;
                 }
                 let mut fields = changed;
                 if !tag_diff.is_empty() && owned_by(&tags, self) {
                     fields.push(ownership::describe_tag_changes(&tag_diff));
                 }
                 if !fields.is_empty() {
-                    let reason = if spec_changed {
-                        "Updated"
-                    } else {
-                        "DriftCorrected"
-                    };
-                    events.push(Note::normal(
-                        reason,
-                        format!("updated {}", fields.join(", ")),
-                    ));
+                    let reason = if spec_changed { "Updated" } else { "DriftCorrected" };
+                    events.push(Note::normal(reason, format!("updated {}", fields.join(", "))));
                 }
                 cluster
             }
@@ -129,9 +111,7 @@ impl Managed for EcsCluster {
             active_services_count: Some(cluster.active_services_count()),
             running_tasks_count: Some(cluster.running_tasks_count()),
             pending_tasks_count: Some(cluster.pending_tasks_count()),
-            registered_container_instances_count: Some(
-                cluster.registered_container_instances_count(),
-            ),
+            registered_container_instances_count: Some(cluster.registered_container_instances_count()),
         };
         let state = match ecs_status.as_str() {
             "ACTIVE" => State::Ready {
@@ -144,25 +124,17 @@ impl Managed for EcsCluster {
                 recheck: Duration::from_secs(5),
             },
         };
-        Ok(Outcome {
-            status,
-            state,
-            events,
-        })
+        Ok(Outcome { status, state, events })
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
         let name = self.cluster_name();
         if self.spec.options.deletion_policy == DeletionPolicy::Retain {
-            return Ok(vec![Note::normal(
-                "Retained",
-                format!("left cluster {name} in ECS"),
-            )]);
+            return Ok(vec![Note::normal("Retained", format!("left cluster {name} in ECS"))]);
         }
         let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
         let status = self.status.clone().unwrap_or_default();
-        let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await?
-        else {
+        let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await? else {
             return Ok(vec![]);
         };
         let tags = sdk_tag_map(cluster.tags());
@@ -174,10 +146,7 @@ impl Managed for EcsCluster {
         }
         let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
         match ecs.delete_cluster().cluster(&arn).send().await {
-            Ok(_) => Ok(vec![Note::normal(
-                "Deleted",
-                format!("deleted cluster {name}"),
-            )]),
+            Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
             Err(err) => match EcsError::new("DeleteCluster", err) {
                 e if e.class == ErrorClass::NotFound => Ok(vec![]),
                 e if BLOCKING.iter().any(|code| e.is(code)) => {
@@ -185,10 +154,7 @@ impl Managed for EcsCluster {
                     let held = if services.is_empty() {
                         e.message.clone()
                     } else {
-                        format!(
-                            "ECS still holds services in cluster {name}: {}",
-                            services.join(", ")
-                        )
+                        format!("ECS still holds services in cluster {name}: {}", services.join(", "))
                     };
                     Err(Error::DeletionBlocked(held))
                 }
@@ -242,12 +208,8 @@ async fn create(
         .send()
         .await
         .map_err(|e| EcsError::new("CreateCluster", e))?;
-    out.cluster.ok_or_else(|| {
-        Error::Ecs(EcsError::empty(
-            "CreateCluster",
-            "no cluster in the response",
-        ))
-    })
+    out.cluster
+        .ok_or_else(|| Error::Ecs(EcsError::empty("CreateCluster", "no cluster in the response")))
 }
 
 /// Brings an existing cluster to the spec: at most one UpdateCluster and one
@@ -258,8 +220,7 @@ async fn converge(
     cluster: &Cluster,
 ) -> Result<Vec<String>, Error> {
     let observed: Value = from_sdk(cluster)?;
-    let desired = serde_json::to_value(spec)
-        .map_err(|e| crate::ecs::wire::WireError::Encode("cluster", e))?;
+    let desired = serde_json::to_value(spec).map_err(|e| crate::ecs::wire::WireError::Encode("cluster", e))?;
     let arn = cluster.cluster_arn().unwrap_or_default();
     let mut changed = vec![];
 
@@ -366,11 +327,7 @@ fn namespace_matches(desired: &Value, observed: &Value) -> bool {
 fn sorted_strings(value: &Value) -> Vec<String> {
     let mut items: Vec<String> = value
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
     items.sort();
     items
@@ -385,10 +342,7 @@ fn strategy_matches(desired: &Value, observed: &Value) -> bool {
                 a.iter()
                     .map(|i| {
                         (
-                            i["capacityProvider"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string(),
+                            i["capacityProvider"].as_str().unwrap_or_default().to_string(),
                             i["base"].as_i64().unwrap_or(0),
                             i["weight"].as_i64().unwrap_or(0),
                         )

@@ -18,12 +18,7 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    fn new(
-        type_: &'static str,
-        status: bool,
-        reason: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             type_,
             status,
@@ -39,9 +34,7 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
         State::Ready { reason, message } => {
             vec![Wanted::new("Ready", true, reason, message.clone())]
         }
-        State::InProgress {
-            reason, message, ..
-        } => vec![
+        State::InProgress { reason, message, .. } => vec![
             Wanted::new("Ready", false, reason, message.clone()),
             Wanted::new("Reconciling", true, reason, message.clone()),
         ],
@@ -51,11 +44,7 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
 /// Conditions after a failed reconcile: Stalled for what retrying cannot fix.
 pub fn from_error(err: &Error) -> Vec<Wanted> {
     let message = err.to_string();
-    let third = if err.is_terminal() {
-        "Stalled"
-    } else {
-        "Reconciling"
-    };
+    let third = if err.is_terminal() { "Stalled" } else { "Reconciling" };
     vec![
         Wanted::new("Ready", false, err.reason(), message.clone()),
         Wanted::new(third, true, err.reason(), message),
@@ -64,11 +53,7 @@ pub fn from_error(err: &Error) -> Vec<Wanted> {
 
 /// The conditions to write: `wanted`, keeping each previous lastTransitionTime whose status
 /// did not change.
-pub fn merge(
-    previous: &[Condition],
-    wanted: Vec<Wanted>,
-    generation: Option<i64>,
-) -> Vec<Condition> {
+pub fn merge(previous: &[Condition], wanted: Vec<Wanted>, generation: Option<i64>) -> Vec<Condition> {
     wanted
         .into_iter()
         .map(|w| {

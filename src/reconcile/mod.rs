@@ -6,6 +6,7 @@
 
 pub mod cluster;
 mod conditions;
+pub mod events;
 pub mod task_definition;
 
 use std::collections::HashMap;
@@ -18,7 +19,6 @@ use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -30,6 +30,7 @@ use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions}
 use crate::ecs::client::EcsClients;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::wire::WireError;
+use events::EventPublisher;
 
 /// The finalizer on every object: the ECS resource is cleaned up before the object goes.
 pub const FINALIZER: &str = "ecs.operator.dev/finalizer";
@@ -54,7 +55,7 @@ pub struct Context {
     /// ECS clients per region.
     pub ecs: EcsClients,
     /// Publishes events.k8s.io/v1 Events.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Operator-wide settings.
     pub settings: Settings,
     /// Consecutive failures per object UID, for exponential backoff.
@@ -64,29 +65,20 @@ pub struct Context {
 impl Context {
     /// A context for the controllers.
     pub fn new(client: Client, ecs: EcsClients, settings: Settings) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
+        let events = EventPublisher::new(client.clone(), FIELD_MANAGER, &instance);
         Self {
             client,
             ecs,
-            recorder,
+            events,
             settings,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// The ECS client and region for an object.
-    pub fn ecs_for(
-        &self,
-        options: &ManagementOptions,
-    ) -> Result<(aws_sdk_ecs::Client, String), Error> {
-        let region = self
-            .ecs
-            .region(options.region.as_deref())
-            .ok_or(Error::NoRegion)?;
+    pub fn ecs_for(&self, options: &ManagementOptions) -> Result<(aws_sdk_ecs::Client, String), Error> {
+        let region = self.ecs.region(options.region.as_deref()).ok_or(Error::NoRegion)?;
         Ok((self.ecs.client(&region), region))
     }
 }
@@ -156,10 +148,7 @@ pub struct Outcome<S> {
 /// Where an object stands after a successful reconcile.
 pub enum State {
     /// ECS matches the spec.
-    Ready {
-        reason: &'static str,
-        message: String,
-    },
+    Ready { reason: &'static str, message: String },
     /// ECS is still getting there (provisioning, rolling out): look again soon.
     InProgress {
         reason: &'static str,
@@ -210,10 +199,7 @@ pub trait Managed:
     /// Region, deletion policy, adoption.
     fn options(&self) -> &ManagementOptions;
     /// Makes ECS match the spec; reports status, readiness and what changed.
-    fn apply(
-        &self,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
+    fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
     /// Removes (or retains) the ECS resource; Ok once it is gone and the finalizer can go,
     /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
@@ -362,18 +348,12 @@ async fn publish<K: Managed>(ctx: &Context, obj: &K, notes: Vec<Note>) {
     let reference = obj.object_ref(&());
     for note in notes {
         info!(object = %obj.name_any(), reason = note.reason, "{}", note.message);
-        let event = Event {
-            type_: if note.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: note.reason.into(),
-            note: Some(truncate(&note.message, 1000)),
-            action: note.reason.into(),
-            secondary: None,
-        };
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+        let message = truncate(&note.message, 1000);
+        if let Err(err) = ctx
+            .events
+            .publish(&reference, note.warning, note.reason, &message)
+            .await
+        {
             warn!(error = %err, "could not publish an Event");
         }
     }
@@ -388,10 +368,7 @@ fn truncate(text: &str, max: usize) -> String {
 
 fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
     if let Some(uid) = obj.uid() {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&uid);
+        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
     }
 }
 

@@ -15,14 +15,10 @@ use serde_json::Value;
 
 use super::{Context, Error, Managed, Note, Outcome, State};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
-use crate::api::{
-    CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions,
-};
+use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::normalize::{content_hash, task_definition_content};
-use crate::ecs::ownership::{
-    self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map,
-};
+use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
 use crate::ecs::wire::{from_sdk, to_sdk};
 
 /// Tag recording the hash of the normalised content a revision was registered from.
@@ -78,24 +74,16 @@ impl Managed for EcsTaskDefinition {
         let user_tags = input.tags.as_deref().map(tag_map);
 
         // One read: the revision this object registered last, or the family's latest.
-        let lookup = previous
-            .task_definition_arn
-            .clone()
-            .unwrap_or_else(|| family.clone());
+        let lookup = previous.task_definition_arn.clone().unwrap_or_else(|| family.clone());
         let mut events = vec![];
         let current = match describe(&ecs, &lookup).await? {
-            Some((td, tags)) if td.status() == Some(&TaskDefinitionStatus::Active) => {
-                Some((td, tags))
-            }
+            Some((td, tags)) if td.status() == Some(&TaskDefinitionStatus::Active) => Some((td, tags)),
             _ => None,
         };
         let current = match current {
             Some((td, tags)) if owned_by(&tags, self) => Some((td, tags)),
             Some((td, tags)) if self.spec.options.adopt => {
-                events.push(Note::normal(
-                    "Adopted",
-                    format!("took over {}", arn_of(&td)),
-                ));
+                events.push(Note::normal("Adopted", format!("took over {}", arn_of(&td))));
                 Some((td, tags))
             }
             Some((td, _)) => {
@@ -113,11 +101,7 @@ impl Managed for EcsTaskDefinition {
                 let changes = tag_changes(user_tags.as_ref(), &wanted_tags, &tags);
                 if !changes.is_empty() {
                     apply_tag_changes(&ecs, &arn_of(&td), &changes).await?;
-                    let reason = if spec_changed {
-                        "TagsUpdated"
-                    } else {
-                        "DriftCorrected"
-                    };
+                    let reason = if spec_changed { "TagsUpdated" } else { "DriftCorrected" };
                     events.push(Note::normal(
                         reason,
                         format!("updated {}", ownership::describe_tag_changes(&changes)),
@@ -171,11 +155,7 @@ impl Managed for EcsTaskDefinition {
             reason: "Registered",
             message: format!("revision {} is ACTIVE", td.revision()),
         };
-        Ok(Outcome {
-            status,
-            state,
-            events,
-        })
+        Ok(Outcome { status, state, events })
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
@@ -270,12 +250,7 @@ async fn register(
 async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> Result<Note, Error> {
     let names: Vec<String> = revisions.iter().map(|r| format!("{family}:{r}")).collect();
     for name in &names {
-        if let Err(err) = ecs
-            .deregister_task_definition()
-            .task_definition(name)
-            .send()
-            .await
-        {
+        if let Err(err) = ecs.deregister_task_definition().task_definition(name).send().await {
             let err = EcsError::new("DeregisterTaskDefinition", err);
             // NB: a revision already INACTIVE (or gone) is what we want; anything else is real.
             if !matches!(err.class, ErrorClass::NotFound | ErrorClass::Terminal) {
@@ -291,13 +266,11 @@ async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> R
             .send()
             .await
             .map_err(|e| EcsError::new("DeleteTaskDefinitions", e))?;
-        failures.extend(out.failures().iter().map(|f| {
-            format!(
-                "{}: {}",
-                f.arn().unwrap_or_default(),
-                f.reason().unwrap_or_default()
-            )
-        }));
+        failures.extend(
+            out.failures()
+                .iter()
+                .map(|f| format!("{}: {}", f.arn().unwrap_or_default(), f.reason().unwrap_or_default())),
+        );
     }
     let mut message = format!("deregistered and deleted revisions {revisions:?} of {family}");
     if !failures.is_empty() {
@@ -308,14 +281,8 @@ async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> R
 
 /// In sync when the revision was registered from the same content (its hash tag), or, for
 /// revisions registered elsewhere, when its normalised content equals the desired one.
-fn in_sync(
-    td: &TaskDefinition,
-    tags: &BTreeMap<String, String>,
-    hash: &str,
-    content: &Value,
-) -> bool {
-    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash)
-        || observed_content(td).as_ref() == Some(content)
+fn in_sync(td: &TaskDefinition, tags: &BTreeMap<String, String>, hash: &str, content: &Value) -> bool {
+    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash) || observed_content(td).as_ref() == Some(content)
 }
 
 fn observed_content(td: &TaskDefinition) -> Option<Value> {
@@ -359,12 +326,7 @@ fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
             .map(|items| {
                 items
                     .iter()
-                    .map(|c| {
-                        (
-                            c["name"].as_str().unwrap_or_default().to_string(),
-                            c.clone(),
-                        )
-                    })
+                    .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), c.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -378,18 +340,10 @@ fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
                 let (Some(a), Some(b)) = (before.as_object(), container.as_object()) else {
                     continue;
                 };
-                let mut fields: Vec<&String> = a
-                    .keys()
-                    .chain(b.keys())
-                    .filter(|k| a.get(*k) != b.get(*k))
-                    .collect();
+                let mut fields: Vec<&String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
                 fields.sort();
                 fields.dedup();
-                changed.extend(
-                    fields
-                        .into_iter()
-                        .map(|f| format!("containerDefinitions[{name}].{f}")),
-                );
+                changed.extend(fields.into_iter().map(|f| format!("containerDefinitions[{name}].{f}")));
             }
         }
     }

@@ -51,12 +51,7 @@ pub fn test_bed() -> &'static TestBed {
             .lines()
             .filter_map(|line| line.strip_prefix("export "))
             .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    serde_json::from_str(v).expect("quoted value"),
-                )
-            })
+            .map(|(k, v)| (k.to_string(), serde_json::from_str(v).expect("quoted value")))
             .collect();
         TestBed { vars }
     })
@@ -65,8 +60,7 @@ pub fn test_bed() -> &'static TestBed {
 /// A Kubernetes client for the test bed's admin. Made per test: a client belongs to the
 /// runtime it was created on, and every `#[tokio::test]` has its own.
 pub async fn admin_client() -> Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(test_bed().kubeconfig()).expect("kubeconfig");
+    let kubeconfig = kube::config::Kubeconfig::read_from(test_bed().kubeconfig()).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("client config");
@@ -118,10 +112,7 @@ pub fn parse_manifest(text: &str) -> Vec<DynamicObject> {
 /// The namespaced API of an object's kind, derived from its apiVersion and kind.
 pub fn api_for(client: &Client, namespace: &str, obj: &DynamicObject) -> Api<DynamicObject> {
     let types = obj.types.as_ref().expect("apiVersion and kind");
-    let (group, version) = types
-        .api_version
-        .split_once('/')
-        .unwrap_or(("", &types.api_version));
+    let (group, version) = types.api_version.split_once('/').unwrap_or(("", &types.api_version));
     let gvk = GroupVersionKind::gvk(group, version, &types.kind);
     Api::namespaced_with(client.clone(), namespace, &ApiResource::from_gvk(&gvk))
 }
@@ -139,4 +130,175 @@ pub async fn apply(
     api_for(client, namespace, obj)
         .patch(&name, &params, &Patch::Apply(obj))
         .await
+}
+
+/// An `ecs-operator run` process watching one namespace, as users run it, with the test
+/// bed's environment (loopback ECS endpoint, dummy credentials, no instance metadata).
+/// Its ECS calls are counted at the endpoint under the namespace's name.
+pub struct Operator {
+    child: Option<std::process::Child>,
+    namespace: String,
+    args: Vec<String>,
+}
+
+impl Operator {
+    /// Starts an operator for `namespace` that re-observes objects every second.
+    pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    /// Starts an operator with extra `run` arguments.
+    pub fn start_with(namespace: &str, args: &[&str]) -> Self {
+        let mut op = Self {
+            child: None,
+            namespace: namespace.to_string(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        op.spawn();
+        op
+    }
+
+    fn spawn(&mut self) {
+        let logs = root().join("target/test-logs");
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(format!("{}.log", self.namespace)))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-operator"));
+        cmd.args(["run", "--namespace", &self.namespace, "--resync-seconds", "1"])
+            .args(&self.args)
+            .envs(&test_bed().vars)
+            .env("AWS_SDK_UA_APP_ID", &self.namespace)
+            // NB: no profile files from the machine running the tests.
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start ecs-operator"));
+    }
+
+    /// Kills the operator (SIGKILL) and starts it again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// ECS operations that change something.
+pub const ECS_WRITES: &[&str] = &[
+    "CreateCluster",
+    "UpdateCluster",
+    "DeleteCluster",
+    "PutClusterCapacityProviders",
+    "RegisterTaskDefinition",
+    "DeregisterTaskDefinition",
+    "DeleteTaskDefinitions",
+    "TagResource",
+    "UntagResource",
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+];
+
+/// ECS calls made by the operator of `namespace`, by operation, as the endpoint counted them.
+pub fn ecs_calls(namespace: &str) -> BTreeMap<String, u64> {
+    use std::io::{Read, Write};
+    let endpoint = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&endpoint).expect("connect to the ECS endpoint");
+    write!(
+        stream,
+        "GET /_ecs_operator/calls?client={namespace} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).expect("counts JSON")
+}
+
+/// The count of one operation.
+pub fn calls_of(counts: &BTreeMap<String, u64>, operation: &str) -> u64 {
+    counts.get(operation).copied().unwrap_or(0)
+}
+
+/// The number of write calls in a count.
+pub fn ecs_writes(counts: &BTreeMap<String, u64>) -> u64 {
+    ECS_WRITES.iter().map(|op| calls_of(counts, op)).sum()
+}
+
+/// An ECS client for acting behind the operator's back, as another user or tool would.
+pub fn ecs_client() -> aws_sdk_ecs::Client {
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new(test_bed().vars["AWS_REGION"].clone()))
+        .endpoint_url(test_bed().ecs_endpoint())
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_ecs::Client::from_conf(config)
+}
+
+/// Polls `check` every 200 ms until it returns Some, or panics after `timeout_secs`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout_secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout_secs}s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A condition of an object's status as (status, reason, message).
+pub fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Events about an object, as (reason, message), oldest first.
+pub async fn events_for(client: &Client, namespace: &str, name: &str) -> Vec<(String, String)> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut list: Vec<Event> = events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    list.into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
 }

@@ -177,12 +177,25 @@ def kubectl(*args, check=True, capture=False):
                           stdout=subprocess.PIPE if capture else None)
 
 
+def code_version():
+    """A digest of the test bed's own code and the CRD-independent binaries it runs: a
+    running test bed started from other code is restarted, not reused."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tests" / "testenv").glob("*.py")):
+        digest.update(path.read_bytes())
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+        digest.update(str((BIN / name).resolve()).encode())
+    return digest.hexdigest()
+
+
 def running():
-    """The recorded run, if all its processes are alive and the apiserver answers."""
+    """The recorded run, if it runs this code, all its processes are alive and the
+    apiserver answers."""
     if not RUN.exists():
         return None
     run = json.loads(RUN.read_text())
-    if not all(alive(pid) for pid in run["pids"].values()):
+    if run.get("code") != code_version() or not all(alive(pid) for pid in run["pids"].values()):
         return None
     try:
         if https_ok(run["apiserver_port"], "/readyz") and http_ok(f"http://127.0.0.1:{run['ecs_port']}/moto-api/data.json"):
@@ -230,7 +243,8 @@ def start():
         "--controllers=namespace,garbagecollector", "--leader-elect=false", "--secure-port=0",
         f"--service-account-private-key-file={PKI / 'sa.key'}", "--v=0"])
     wait_for("ECS endpoint", lambda: http_ok(f"http://127.0.0.1:{ecs_port}/moto-api/data.json"))
-    run = {"pids": pids, "apiserver_port": api_port, "ecs_port": ecs_port, "etcd_port": etcd_client}
+    run = {"pids": pids, "apiserver_port": api_port, "ecs_port": ecs_port, "etcd_port": etcd_client,
+           "code": code_version()}
     RUN.write_text(json.dumps(run, indent=2))
     return run
 

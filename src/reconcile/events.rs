@@ -1,0 +1,115 @@
+//! events.k8s.io/v1 Events about objects.
+//!
+//! NB: kube's Recorder folds every Event with the same reason into one series and keeps the
+//! first note, so "revision 2 registered" would show as a repeat of "revision 1 registered".
+//! Here an Event is a repeat only when its note is the same too; repeats within a few
+//! minutes bump the series count instead of creating a new Event.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::sync::Mutex;
+
+/// How long an identical Event counts as a repeat of the last one.
+const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// Publishes Events, folding identical repeats into a series.
+pub struct EventPublisher {
+    client: Client,
+    controller: String,
+    instance: String,
+    recent: Mutex<HashMap<Key, Sent>>,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct Key {
+    uid: String,
+    warning: bool,
+    reason: String,
+    note: String,
+}
+
+struct Sent {
+    name: String,
+    count: i32,
+    at: Instant,
+}
+
+impl EventPublisher {
+    /// A publisher reporting as `controller` (and `instance`, e.g. the pod name).
+    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+        Self {
+            client,
+            controller: controller.into(),
+            instance: instance.into(),
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes one Event about `regarding`.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: &str,
+    ) -> Result<(), kube::Error> {
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let key = Key {
+            uid: regarding.uid.clone().unwrap_or_default(),
+            warning,
+            reason: reason.into(),
+            note: note.into(),
+        };
+        // NB: the lock is held across the API call so that a repeat never races its original.
+        let mut recent = self.recent.lock().await;
+        recent.retain(|_, sent| sent.at.elapsed() < REPEAT_WINDOW);
+        let now = MicroTime(Timestamp::now());
+        if let Some(sent) = recent.get_mut(&key) {
+            sent.count += 1;
+            sent.at = Instant::now();
+            let patch = serde_json::json!({"series": EventSeries { count: sent.count, last_observed_time: now }});
+            api.patch(&sent.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            return Ok(());
+        }
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.clone().unwrap_or_default(),
+            Timestamp::now().as_nanosecond()
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace),
+                ..Default::default()
+            },
+            event_time: Some(now),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(reason.into()),
+            action: Some(reason.into()),
+            note: Some(note.into()),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &event).await?;
+        recent.insert(
+            key,
+            Sent {
+                name,
+                count: 1,
+                at: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+}

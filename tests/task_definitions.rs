@@ -1,0 +1,406 @@
+//! EcsTaskDefinition end to end: the operator process against the real apiserver and the
+//! ECS endpoint, driven as users drive it (apply, edit, delete), checked in status, Events
+//! and ECS itself, with ECS calls counted at the endpoint.
+
+mod common;
+
+use common::{
+    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, events_for,
+    namespace, wait_for,
+};
+use ecs_operator::api::EcsTaskDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+fn task_definition(name: &str, family: &str, image: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{
+            "name": "web",
+            "image": image,
+            "portMappings": [{"containerPort": 8080}],
+            "healthCheck": {"command": ["CMD-SHELL", "true"]},
+        }],
+    });
+    if let (Value::Object(spec), Value::Object(extra)) = (&mut spec, extra) {
+        spec.extend(extra);
+    }
+    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTaskDefinition", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn apply(api: &Api<EcsTaskDefinition>, obj: &Value) {
+    let name = obj["metadata"]["name"].as_str().expect("name");
+    api.patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(obj))
+        .await
+        .expect("apply");
+}
+
+/// Waits until the object is Ready for its current generation and returns it.
+async fn ready(api: &Api<EcsTaskDefinition>, name: &str) -> EcsTaskDefinition {
+    wait_for(&format!("{name} Ready"), 60, || async {
+        let obj = api.get(name).await.ok()?;
+        let status = obj.status.as_ref()?;
+        let ok = status.common.observed_generation == obj.metadata.generation
+            && condition(&status.common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True");
+        ok.then_some(obj)
+    })
+    .await
+}
+
+/// ECS's status of a revision and its tags; ("GONE", {}) once ECS deleted it.
+async fn ecs_revision(family_revision: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let result = ecs_client()
+        .describe_task_definition()
+        .task_definition(family_revision)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await;
+    let out = match result {
+        Ok(out) => out,
+        Err(err) if format!("{err:?}").contains("Unable to describe task definition") => {
+            return ("GONE".into(), Default::default());
+        }
+        Err(err) => panic!("describe {family_revision}: {err:?}"),
+    };
+    let td = out.task_definition().expect("task definition");
+    let tags = out
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()));
+    (
+        td.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        tags.collect(),
+    )
+}
+
+#[tokio::test]
+async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-lifecycle").await;
+    let family = format!("{ns}-web");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let mut operator = Operator::start(&ns);
+
+    apply(&api, &task_definition("web", &family, "nginx:1.27", json!({}))).await;
+    let obj = ready(&api, "web").await;
+    let status = obj.status.clone().expect("status");
+    assert_eq!(status.revision, Some(1));
+    assert_eq!(status.active_revisions, vec![1]);
+    let (ecs_status, tags) = ecs_revision(&format!("{family}:1")).await;
+    assert_eq!(ecs_status, "ACTIVE");
+    assert_eq!(
+        tags.get("ecs.operator.dev/uid"),
+        obj.metadata.uid.as_ref(),
+        "ownership tags: {tags:?}"
+    );
+    assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 1);
+
+    // An image change: exactly one new revision.
+    apply(&api, &task_definition("web", &family, "nginx:1.28", json!({}))).await;
+    let obj = ready(&api, "web").await;
+    assert_eq!(obj.status.as_ref().and_then(|s| s.revision), Some(2));
+    assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 2);
+    wait_for("an event naming the changed field", 30, || async {
+        let events = events_for(&client, &ns, "web").await;
+        events
+            .iter()
+            .any(|(r, m)| r == "RevisionRegistered" && m.contains("containerDefinitions[web].image"))
+            .then_some(())
+    })
+    .await;
+
+    // The same spec written with ECS's defaults spelled out is the same content.
+    let explicit = task_definition(
+        "web",
+        &family,
+        "nginx:1.28",
+        json!({"containerDefinitions": [{"name": "web", "image": "nginx:1.28", "essential": true, "cpu": 0,
+            "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
+            "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 30, "timeout": 5, "retries": 3}}]}),
+    );
+    apply(&api, &explicit).await;
+    ready(&api, "web").await;
+
+    // Idle: several resyncs pass (the operator keeps reading) without a write anywhere.
+    let before = ecs_calls(&ns);
+    let version = api.get("web").await.expect("get").metadata.resource_version;
+    let reads_before = calls_of(&before, "DescribeTaskDefinition");
+    wait_for("three resyncs", 30, || async {
+        (calls_of(&ecs_calls(&ns), "DescribeTaskDefinition") >= reads_before + 3).then_some(())
+    })
+    .await;
+    let after = ecs_calls(&ns);
+    assert_eq!(
+        ecs_writes(&after),
+        ecs_writes(&before),
+        "no ECS write at idle: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        api.get("web").await.expect("get").metadata.resource_version,
+        version,
+        "no Kubernetes write at idle"
+    );
+
+    // A restart (kill -9) changes nothing either.
+    operator.restart();
+    let reads_before = calls_of(&ecs_calls(&ns), "DescribeTaskDefinition");
+    wait_for("the restarted operator to resync", 30, || async {
+        (calls_of(&ecs_calls(&ns), "DescribeTaskDefinition") >= reads_before + 2).then_some(())
+    })
+    .await;
+    let after_restart = ecs_calls(&ns);
+    assert_eq!(
+        calls_of(&after_restart, "RegisterTaskDefinition"),
+        2,
+        "{after_restart:?}"
+    );
+    assert_eq!(ecs_writes(&after_restart), ecs_writes(&after));
+    assert_eq!(api.get("web").await.expect("get").metadata.resource_version, version);
+
+    // Delete: this object's revisions are deregistered and deleted.
+    api.delete("web", &DeleteParams::default()).await.expect("delete");
+    wait_for("the object to go", 60, || async {
+        api.get_opt("web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    for revision in 1..=2 {
+        let (ecs_status, _) = ecs_revision(&format!("{family}:{revision}")).await;
+        assert_ne!(ecs_status, "ACTIVE", "revision {revision} is still ACTIVE");
+    }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn old_revisions_beyond_the_history_limit_are_retired_and_others_left_alone() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-history").await;
+    let family = format!("{ns}-app");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    // Someone else's revision in the same family, registered before the object exists.
+    let foreign = ecs_client()
+        .register_task_definition()
+        .family(&family)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("other")
+                .image("busybox")
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register foreign revision");
+    let foreign_revision = foreign.task_definition().expect("td").revision();
+
+    let limit = json!({"revisionHistoryLimit": 2, "adopt": true});
+    for (i, image) in ["app:1", "app:2", "app:3", "app:4"].iter().enumerate() {
+        apply(&api, &task_definition("app", &family, image, limit.clone())).await;
+        let obj = ready(&api, "app").await;
+        assert_eq!(
+            obj.status.as_ref().and_then(|s| s.revision),
+            Some(foreign_revision + 1 + i as i32)
+        );
+    }
+    let status = api.get("app").await.expect("get").status.expect("status");
+    assert_eq!(
+        status.active_revisions,
+        vec![foreign_revision + 3, foreign_revision + 4]
+    );
+    for retired in [foreign_revision + 1, foreign_revision + 2] {
+        let (ecs_status, _) = ecs_revision(&format!("{family}:{retired}")).await;
+        assert_ne!(ecs_status, "ACTIVE", "revision {retired} should be retired");
+    }
+    let (foreign_status, _) = ecs_revision(&format!("{family}:{foreign_revision}")).await;
+    assert_eq!(
+        foreign_status, "ACTIVE",
+        "a revision this object did not register is never touched"
+    );
+    let calls = ecs_calls(&ns);
+    assert_eq!(calls_of(&calls, "RegisterTaskDefinition"), 4, "{calls:?}");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn tags_change_in_place_and_drift_is_corrected() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-tags").await;
+    let family = format!("{ns}-api");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    apply(
+        &api,
+        &task_definition(
+            "api",
+            &family,
+            "api:1",
+            json!({"tags": [{"key": "team", "value": "a"}]}),
+        ),
+    )
+    .await;
+    let obj = ready(&api, "api").await;
+    let arn = obj.status.and_then(|s| s.task_definition_arn).expect("arn");
+
+    apply(
+        &api,
+        &task_definition(
+            "api",
+            &family,
+            "api:1",
+            json!({"tags": [{"key": "team", "value": "b"}]}),
+        ),
+    )
+    .await;
+    wait_for("the tag to change in place", 30, || async {
+        let (_, tags) = ecs_revision(&arn).await;
+        (tags.get("team").map(String::as_str) == Some("b")).then_some(())
+    })
+    .await;
+    let calls = ecs_calls(&ns);
+    assert_eq!(
+        calls_of(&calls, "RegisterTaskDefinition"),
+        1,
+        "a tag change registers nothing: {calls:?}"
+    );
+    assert_eq!(calls_of(&calls, "TagResource"), 1, "{calls:?}");
+
+    // Behind the operator's back: the tag is removed; the next resync puts it back.
+    ecs_client()
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .expect("untag");
+    wait_for("drift to be corrected", 30, || async {
+        let (_, tags) = ecs_revision(&arn).await;
+        (tags.get("team").map(String::as_str) == Some("b")).then_some(())
+    })
+    .await;
+    wait_for("a DriftCorrected event", 30, || async {
+        let events = events_for(&client, &ns, "api").await;
+        events
+            .iter()
+            .any(|(r, m)| r == "DriftCorrected" && m.contains("team"))
+            .then_some(())
+    })
+    .await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn an_unowned_family_stalls_until_adopted_and_retain_leaves_revisions() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-adopt").await;
+    let family = format!("{ns}-legacy");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    ecs_client()
+        .register_task_definition()
+        .family(&family)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("web")
+                .image("legacy:1")
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register");
+
+    apply(
+        &api,
+        &task_definition("legacy", &family, "legacy:2", json!({"deletionPolicy": "Retain"})),
+    )
+    .await;
+    let stalled = wait_for("Stalled=NotOwned", 30, || async {
+        let status = api.get("legacy").await.ok()?.status?;
+        condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
+    })
+    .await;
+    assert!(
+        stalled.2.contains("spec.adopt"),
+        "the message says how to adopt: {}",
+        stalled.2
+    );
+    assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 0);
+
+    apply(
+        &api,
+        &task_definition(
+            "legacy",
+            &family,
+            "legacy:2",
+            json!({"deletionPolicy": "Retain", "adopt": true}),
+        ),
+    )
+    .await;
+    let obj = ready(&api, "legacy").await;
+    let revision = obj.status.and_then(|s| s.revision).expect("revision");
+    assert_eq!(revision, 2);
+
+    api.delete("legacy", &DeleteParams::default()).await.expect("delete");
+    wait_for("the object to go", 60, || async {
+        api.get_opt("legacy").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let (ecs_status, _) = ecs_revision(&format!("{family}:2")).await;
+    assert_eq!(ecs_status, "ACTIVE", "Retain leaves the revision in ECS");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn an_ecs_rejection_stalls_with_ecs_message_and_is_not_retried_until_the_spec_changes() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-rejected").await;
+    let family = format!("{ns}-bad");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    // Fargate needs task-level memory; ECS (and moto) reject the registration.
+    let mut bad = task_definition("bad", &family, "app:1", json!({}));
+    bad["spec"].as_object_mut().expect("spec").remove("memory");
+    apply(&api, &bad).await;
+    let (_, reason, message) = wait_for("Stalled", 30, || async {
+        let status = api.get("bad").await.ok()?.status?;
+        condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    assert_eq!(reason, "EcsRejected");
+    assert!(message.contains("RegisterTaskDefinition"), "{message}");
+
+    // Touch the object without changing the spec, several times: no new attempt.
+    for i in 0..5 {
+        let patch = json!({"metadata": {"annotations": {"touched": i.to_string()}}});
+        api.patch("bad", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate");
+    }
+    // Fixing the spec is acted on at once.
+    let mut fixed = bad.clone();
+    fixed["spec"]["memory"] = json!("512");
+    apply(&api, &fixed).await;
+    ready(&api, "bad").await;
+    let calls = ecs_calls(&ns);
+    assert_eq!(
+        calls_of(&calls, "RegisterTaskDefinition"),
+        2,
+        "one rejected attempt, one success: {calls:?}"
+    );
+    let events = events_for(&client, &ns, "bad").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "EcsRejected" && m.contains("RegisterTaskDefinition")),
+        "{events:?}"
+    );
+    delete_namespace(&client, &ns).await;
+}
