@@ -1,0 +1,375 @@
+//! EcsCluster end to end: the operator process against the real apiserver and the ECS
+//! endpoint, driven as users drive it, checked in status, Events and ECS itself.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{
+    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, events_for,
+    namespace, wait_for,
+};
+use ecs_operator::api::{EcsCluster, EcsTaskDefinition};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+fn cluster(name: &str, cluster_name: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "clusterName": cluster_name,
+        "settings": [{"name": "containerInsights", "value": "enabled"}],
+        "tags": [{"key": "env", "value": "test"}],
+    });
+    if let (Value::Object(spec), Value::Object(extra)) = (&mut spec, extra) {
+        spec.extend(extra);
+    }
+    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster", "metadata": {"name": name}, "spec": spec})
+}
+
+async fn apply(api: &Api<EcsCluster>, obj: &Value) {
+    let name = obj["metadata"]["name"].as_str().expect("name");
+    api.patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(obj))
+        .await
+        .expect("apply");
+}
+
+async fn ready(api: &Api<EcsCluster>, name: &str) -> EcsCluster {
+    wait_for(&format!("{name} Ready"), 60, || async {
+        let obj = api.get(name).await.ok()?;
+        let status = obj.status.as_ref()?;
+        let ok = status.common.observed_generation == obj.metadata.generation
+            && condition(&status.common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True");
+        ok.then_some(obj)
+    })
+    .await
+}
+
+/// What ECS reports of a cluster: status, settings by name, capacity providers, tags.
+struct EcsView {
+    status: String,
+    settings: BTreeMap<String, String>,
+    capacity_providers: Vec<String>,
+    tags: BTreeMap<String, String>,
+}
+
+async fn ecs_cluster(name: &str) -> EcsView {
+    let out = ecs_client()
+        .describe_clusters()
+        .clusters(name)
+        .include(aws_sdk_ecs::types::ClusterField::Tags)
+        .include(aws_sdk_ecs::types::ClusterField::Settings)
+        .send()
+        .await
+        .expect("describe clusters");
+    let c = out.clusters().first().expect("cluster");
+    EcsView {
+        status: c.status().unwrap_or_default().into(),
+        settings: c
+            .settings()
+            .iter()
+            .map(|s| {
+                (
+                    s.name().map(|n| n.as_str().to_string()).unwrap_or_default(),
+                    s.value().unwrap_or_default().into(),
+                )
+            })
+            .collect(),
+        capacity_providers: c.capacity_providers().to_vec(),
+        tags: c
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().into(), t.value().unwrap_or_default().into()))
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-lifecycle").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    apply(&api, &cluster("main", &name, json!({}))).await;
+    let obj = ready(&api, "main").await;
+    let status = obj.status.clone().expect("status");
+    assert_eq!(status.status.as_deref(), Some("ACTIVE"));
+    assert_eq!(status.active_services_count, Some(0));
+    let view = ecs_cluster(&name).await;
+    assert_eq!(
+        view.settings.get("containerInsights").map(String::as_str),
+        Some("enabled")
+    );
+    assert_eq!(view.tags.get("env").map(String::as_str), Some("test"));
+    assert_eq!(view.tags.get("ecs.operator.dev/uid"), obj.metadata.uid.as_ref());
+
+    apply(
+        &api,
+        &cluster(
+            "main",
+            &name,
+            json!({"settings": [{"name": "containerInsights", "value": "disabled"}]}),
+        ),
+    )
+    .await;
+    ready(&api, "main").await;
+    assert_eq!(ecs_cluster(&name).await.settings["containerInsights"], "disabled");
+    assert_eq!(calls_of(&ecs_calls(&ns), "UpdateCluster"), 1);
+
+    let providers = json!({
+        "settings": [{"name": "containerInsights", "value": "disabled"}],
+        "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+        "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+    });
+    apply(&api, &cluster("main", &name, providers)).await;
+    ready(&api, "main").await;
+    let view = ecs_cluster(&name).await;
+    assert_eq!(view.capacity_providers, vec!["FARGATE", "FARGATE_SPOT"]);
+    let calls = ecs_calls(&ns);
+    assert_eq!(calls_of(&calls, "PutClusterCapacityProviders"), 1, "{calls:?}");
+    assert_eq!(
+        calls_of(&calls, "UpdateCluster"),
+        1,
+        "capacity providers do not go through UpdateCluster"
+    );
+    wait_for("an Updated event naming the fields", 30, || async {
+        let events = events_for(&client, &ns, "main").await;
+        events
+            .iter()
+            .any(|(r, m)| r == "Updated" && m.contains("capacityProviders"))
+            .then_some(())
+    })
+    .await;
+
+    let before = ecs_calls(&ns);
+    let version = api.get("main").await.expect("get").metadata.resource_version;
+    let reads = calls_of(&before, "DescribeClusters");
+    wait_for("three resyncs", 30, || async {
+        (calls_of(&ecs_calls(&ns), "DescribeClusters") >= reads + 3).then_some(())
+    })
+    .await;
+    let after = ecs_calls(&ns);
+    assert_eq!(
+        ecs_writes(&after),
+        ecs_writes(&before),
+        "no ECS write at idle: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        api.get("main").await.expect("get").metadata.resource_version,
+        version,
+        "no Kubernetes write at idle"
+    );
+
+    api.delete("main", &DeleteParams::default()).await.expect("delete");
+    wait_for("the object to go", 60, || async {
+        api.get_opt("main").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(ecs_cluster(&name).await.status, "INACTIVE");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn drift_made_behind_the_operators_back_is_corrected_with_an_event() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-drift").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    apply(&api, &cluster("main", &name, json!({}))).await;
+    ready(&api, "main").await;
+
+    ecs_client()
+        .update_cluster()
+        .cluster(&name)
+        .settings(
+            aws_sdk_ecs::types::ClusterSetting::builder()
+                .name(aws_sdk_ecs::types::ClusterSettingName::ContainerInsights)
+                .value("disabled")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("update behind the operator's back");
+    wait_for("containerInsights back to enabled", 30, || async {
+        (ecs_cluster(&name)
+            .await
+            .settings
+            .get("containerInsights")
+            .map(String::as_str)
+            == Some("enabled"))
+        .then_some(())
+    })
+    .await;
+    wait_for("a DriftCorrected event", 30, || async {
+        let events = events_for(&client, &ns, "main").await;
+        events
+            .iter()
+            .any(|(r, m)| r == "DriftCorrected" && m.contains("settings"))
+            .then_some(())
+    })
+    .await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn an_unowned_cluster_stalls_until_adopted_and_retain_keeps_it() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-adopt").await;
+    let name = format!("{ns}-legacy");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    ecs_client()
+        .create_cluster()
+        .cluster_name(&name)
+        .send()
+        .await
+        .expect("create by hand");
+
+    apply(&api, &cluster("legacy", &name, json!({"deletionPolicy": "Retain"}))).await;
+    let (_, _, message) = wait_for("Stalled=NotOwned", 30, || async {
+        let status = api.get("legacy").await.ok()?.status?;
+        condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
+    })
+    .await;
+    assert!(message.contains("spec.adopt"), "{message}");
+    let calls = ecs_calls(&ns);
+    assert_eq!(
+        ecs_writes(&calls),
+        0,
+        "nothing is changed on an unowned cluster: {calls:?}"
+    );
+
+    apply(
+        &api,
+        &cluster("legacy", &name, json!({"deletionPolicy": "Retain", "adopt": true})),
+    )
+    .await;
+    let obj = ready(&api, "legacy").await;
+    let view = ecs_cluster(&name).await;
+    assert_eq!(
+        view.tags.get("ecs.operator.dev/uid"),
+        obj.metadata.uid.as_ref(),
+        "adopted means owned"
+    );
+    assert_eq!(
+        view.settings.get("containerInsights").map(String::as_str),
+        Some("enabled")
+    );
+
+    api.delete("legacy", &DeleteParams::default()).await.expect("delete");
+    wait_for("the object to go", 60, || async {
+        api.get_opt("legacy").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(ecs_cluster(&name).await.status, "ACTIVE", "Retain leaves the cluster");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn deletion_waits_while_a_service_runs_in_the_cluster() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-blocked").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    apply(&api, &cluster("main", &name, json!({}))).await;
+    ready(&api, "main").await;
+
+    let ecs = ecs_client();
+    ecs.register_task_definition()
+        .family(format!("{ns}-svc"))
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("c")
+                .image("i")
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register");
+    ecs.create_service()
+        .cluster(&name)
+        .service_name("blocker")
+        .task_definition(format!("{ns}-svc"))
+        .desired_count(0)
+        .send()
+        .await
+        .expect("create service");
+
+    api.delete("main", &DeleteParams::default()).await.expect("delete");
+    let (_, _, message) = wait_for("DeletionBlocked", 30, || async {
+        let status = api.get("main").await.ok()?.status?;
+        condition(&status.common.conditions, "Ready").filter(|(s, r, _)| s == "False" && r == "DeletionBlocked")
+    })
+    .await;
+    assert!(message.contains("blocker"), "the blocking service is named: {message}");
+    assert_eq!(ecs_cluster(&name).await.status, "ACTIVE");
+
+    ecs.delete_service()
+        .cluster(&name)
+        .service("blocker")
+        .send()
+        .await
+        .expect("delete service");
+    wait_for("the object to go", 60, || async {
+        api.get_opt("main").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(ecs_cluster(&name).await.status, "INACTIVE");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_leaves_nothing_active_in_ecs() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-app").await;
+    let name = format!("{ns}-app");
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+
+    apply(&clusters, &cluster("app", &name, json!({}))).await;
+    for td in ["api", "worker"] {
+        let obj = json!({
+            "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTaskDefinition", "metadata": {"name": td},
+            "spec": {"family": format!("{ns}-{td}"), "containerDefinitions": [{"name": td, "image": "app:1", "memory": 64}]},
+        });
+        task_definitions
+            .patch(td, &PatchParams::apply("tests").force(), &Patch::Apply(&obj))
+            .await
+            .expect("apply");
+    }
+    ready(&clusters, "app").await;
+    wait_for("both task definitions registered", 60, || async {
+        let list = task_definitions.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|t| t.status.as_ref().and_then(|s| s.revision).is_some())
+            .then_some(())
+    })
+    .await;
+
+    delete_namespace(&client, &ns).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    wait_for("the namespace to be gone", 90, || async {
+        namespaces.get_opt(&ns).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(ecs_cluster(&name).await.status, "INACTIVE");
+    for td in ["api", "worker"] {
+        let listed = ecs_client()
+            .list_task_definitions()
+            .family_prefix(format!("{ns}-{td}"))
+            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+            .send()
+            .await
+            .expect("list");
+        assert!(
+            listed.task_definition_arns().is_empty(),
+            "{td}: {:?}",
+            listed.task_definition_arns()
+        );
+    }
+}
