@@ -145,22 +145,28 @@ impl Managed for EcsCluster {
             )]);
         }
         let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
-        match ecs.delete_cluster().cluster(&arn).send().await {
-            Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
-            Err(err) => match EcsError::new("DeleteCluster", err) {
-                e if e.class == ErrorClass::NotFound => Ok(vec![]),
-                e if BLOCKING.iter().any(|code| e.is(code)) => {
-                    let services = service_names(&ecs, &arn).await?;
-                    let held = if services.is_empty() {
-                        e.message.clone()
-                    } else {
-                        format!("ECS still holds services in cluster {name}: {}", services.join(", "))
-                    };
-                    Err(Error::DeletionBlocked(held))
-                }
-                e => Err(e.into()),
-            },
-        }
+        delete(&ecs, &arn, &name).await
+    }
+}
+
+/// DeleteCluster; [`Error::DeletionBlocked`], naming the services, while ECS refuses
+/// because the cluster still holds something.
+async fn delete(ecs: &aws_sdk_ecs::Client, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
+    match ecs.delete_cluster().cluster(arn).send().await {
+        Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
+        Err(err) => match EcsError::new("DeleteCluster", err) {
+            e if e.class == ErrorClass::NotFound => Ok(vec![]),
+            e if BLOCKING.iter().any(|code| e.is(code)) => {
+                let services = service_names(ecs, arn).await?;
+                let held = if services.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("ECS still holds services in cluster {name}: {}", services.join(", "))
+                };
+                Err(Error::DeletionBlocked(held))
+            }
+            e => Err(e.into()),
+        },
     }
 }
 
@@ -370,4 +376,71 @@ async fn service_names(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<S
         .iter()
         .map(|arn| arn.rsplit('/').next().unwrap_or(arn).to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::operation::list_services::ListServicesOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn ecs_error(code: &str, message: &str) -> String {
+        json!({"__type": code, "message": message}).to_string()
+    }
+
+    #[tokio::test]
+    async fn delete_waits_while_the_cluster_holds_services_and_names_them() {
+        let refuse = mock!(Client::delete_cluster)
+            .sequence()
+            .http_status(
+                400,
+                Some(ecs_error(
+                    "ClusterContainsServicesException",
+                    "The Cluster cannot be deleted while Services are active.",
+                )),
+            )
+            .build();
+        let services = mock!(Client::list_services).then_output(|| {
+            ListServicesOutput::builder()
+                .service_arns("arn:aws:ecs:us-east-1:1:service/prod/web")
+                .build()
+        });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&refuse, &services]);
+        match delete(&ecs, "arn:aws:ecs:us-east-1:1:cluster/prod", "prod").await {
+            Err(Error::DeletionBlocked(message)) => assert!(message.contains("web"), "{message}"),
+            other => panic!("expected DeletionBlocked, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_of_a_missing_cluster_is_done() {
+        let missing = mock!(Client::delete_cluster)
+            .sequence()
+            .http_status(400, Some(ecs_error("ClusterNotFoundException", "Cluster not found.")))
+            .build();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        assert!(delete(&ecs, "prod", "prod").await.expect("done").is_empty());
+    }
+
+    #[tokio::test]
+    async fn throttling_and_server_errors_are_retryable_and_rejections_are_not() {
+        for (status, code, terminal, reason) in [
+            (400, "ThrottlingException", false, "Throttled"),
+            (500, "ServerException", false, "EcsUnavailable"),
+            (400, "InvalidParameterException", true, "EcsRejected"),
+            (400, "AccessDeniedException", true, "AccessDenied"),
+        ] {
+            let rule = mock!(Client::delete_cluster)
+                .sequence()
+                .http_status(status, Some(ecs_error(code, "no")))
+                .times(5)
+                .build();
+            let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&rule]);
+            let err = delete(&ecs, "prod", "prod").await.expect_err(code);
+            assert_eq!(err.is_terminal(), terminal, "{code}");
+            assert_eq!(err.reason(), reason, "{code}");
+            assert!(err.to_string().contains(code), "ECS's code reaches the user: {err}");
+        }
+    }
 }

@@ -158,6 +158,7 @@ pub enum State {
 }
 
 /// One Event to publish about the object.
+#[derive(Debug)]
 pub struct Note {
     /// Normal or Warning.
     pub warning: bool,

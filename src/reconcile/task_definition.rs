@@ -358,3 +358,54 @@ fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
 fn arn_of(td: &TaskDefinition) -> String {
     td.task_definition_arn().unwrap_or_default().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::operation::delete_task_definitions::DeleteTaskDefinitionsOutput;
+    use aws_sdk_ecs::operation::deregister_task_definition::DeregisterTaskDefinitionOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[tokio::test]
+    async fn retiring_deletes_in_batches_of_ten() {
+        let batches = Arc::new(std::sync::Mutex::new(vec![]));
+        let seen = batches.clone();
+        let deregister =
+            mock!(Client::deregister_task_definition).then_output(|| DeregisterTaskDefinitionOutput::builder().build());
+        let delete = mock!(Client::delete_task_definitions)
+            .match_requests(move |req| {
+                seen.lock().expect("lock").push(req.task_definitions().len());
+                true
+            })
+            .then_output(|| DeleteTaskDefinitionsOutput::builder().build());
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&deregister, &delete]);
+        let revisions: Vec<i32> = (1..=23).collect();
+        retire(&ecs, "web", &revisions).await.expect("retire");
+        assert_eq!(*batches.lock().expect("lock"), vec![10, 10, 3]);
+        assert_eq!(deregister.num_calls(), 23);
+    }
+
+    #[tokio::test]
+    async fn a_missing_family_is_not_an_error() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let missing = mock!(Client::describe_task_definition)
+            .match_requests(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                true
+            })
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ClientException","message":"Unable to describe task definition."}"#.into()),
+            )
+            .build();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        assert!(describe(&ecs, "web").await.expect("no error").is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a terminal answer is not retried");
+    }
+}
