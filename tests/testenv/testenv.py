@@ -286,6 +286,13 @@ def up():
 
 
 def stop():
+    operator = STATE / "operator.pid"  # started by demo.sh
+    if operator.exists():
+        try:
+            os.kill(int(operator.read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        operator.unlink()
     if RUN.exists():
         run = json.loads(RUN.read_text())
         for pid in run["pids"].values():
