@@ -38,6 +38,10 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
             Wanted::new("Ready", false, reason, message.clone()),
             Wanted::new("Reconciling", true, reason, message.clone()),
         ],
+        State::Failed { reason, message } => vec![
+            Wanted::new("Ready", false, reason, message.clone()),
+            Wanted::new("Stalled", true, reason, message.clone()),
+        ],
     }
 }
 
@@ -75,8 +79,11 @@ pub fn merge(previous: &[Condition], wanted: Vec<Wanted>, generation: Option<i64
         .collect()
 }
 
-/// While an object is Stalled on its current generation, how long to wait before one more
-/// try. None when it should be reconciled now.
+/// Ready reasons of the errors retrying cannot fix ([`Error::is_terminal`]).
+const TERMINAL_REASONS: &[&str] = &["EcsRejected", "AccessDenied", "InvalidSpec", "NotOwned", "NoRegion"];
+
+/// While an object is Stalled by a terminal error on its current generation, how long to
+/// wait before one more try. None when it should be reconciled now.
 pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration) -> Option<Duration> {
     let mut status = obj.status().cloned()?;
     let common = K::common(&mut status);
@@ -86,7 +93,7 @@ pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration) -> Option<Durat
     let stalled = common
         .conditions
         .iter()
-        .find(|c| c.type_ == "Stalled" && c.status == "True")?;
+        .find(|c| c.type_ == "Stalled" && c.status == "True" && TERMINAL_REASONS.contains(&c.reason.as_str()))?;
     let since = Timestamp::now().duration_since(stalled.last_transition_time.0);
     let elapsed = Duration::try_from(since).unwrap_or_default();
     interval.checked_sub(elapsed).filter(|left| !left.is_zero())

@@ -7,6 +7,7 @@
 pub mod cluster;
 mod conditions;
 pub mod events;
+pub mod service;
 pub mod task_definition;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions};
+
 use crate::ecs::client::EcsClients;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::wire::WireError;
@@ -95,6 +97,9 @@ pub enum Error {
     /// The spec could not be turned into an ECS request.
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The spec asks for something the operator cannot do as it stands.
+    #[error("{0}")]
+    Invalid(String),
     /// An ECS resource of the wanted name exists and this object does not own it.
     #[error("{0}")]
     NotOwned(String),
@@ -104,6 +109,9 @@ pub enum Error {
     /// ECS still holds something that must go first.
     #[error("{0}")]
     DeletionBlocked(String),
+    /// A deleted service is still DRAINING in ECS.
+    #[error("{0}")]
+    Draining(String),
     /// The finalizer helper failed to add or remove the finalizer.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -114,8 +122,8 @@ impl Error {
     pub fn is_terminal(&self) -> bool {
         match self {
             Error::Ecs(e) => e.class == ErrorClass::Terminal,
-            Error::Wire(_) | Error::NotOwned(_) | Error::NoRegion => true,
-            Error::Kube(_) | Error::DeletionBlocked(_) | Error::Finalizer(_) => false,
+            Error::Wire(_) | Error::Invalid(_) | Error::NotOwned(_) | Error::NoRegion => true,
+            Error::Kube(_) | Error::DeletionBlocked(_) | Error::Draining(_) | Error::Finalizer(_) => false,
         }
     }
 
@@ -127,10 +135,11 @@ impl Error {
             Error::Ecs(e) if e.class == ErrorClass::Terminal => "EcsRejected",
             Error::Ecs(_) => "EcsUnavailable",
             Error::Kube(_) | Error::Finalizer(_) => "KubernetesError",
-            Error::Wire(_) => "InvalidSpec",
+            Error::Wire(_) | Error::Invalid(_) => "InvalidSpec",
             Error::NotOwned(_) => "NotOwned",
             Error::NoRegion => "NoRegion",
             Error::DeletionBlocked(_) => "DeletionBlocked",
+            Error::Draining(_) => "Draining",
         }
     }
 }
@@ -155,6 +164,9 @@ pub enum State {
         message: String,
         recheck: Duration,
     },
+    /// ECS tried and failed (a rollout the circuit breaker stopped): Stalled until the spec
+    /// or what it refers to changes; looked at again on every resync, without retrying.
+    Failed { reason: &'static str, message: String },
 }
 
 /// One Event to publish about the object.
@@ -208,18 +220,30 @@ pub trait Managed:
 
 /// Runs the controllers of every kind until a shutdown signal.
 pub async fn run(ctx: Arc<Context>) {
+    let services = service::controller(api(&ctx), api(&ctx), api(&ctx));
     futures::join!(
-        controller::<EcsTaskDefinition>(ctx.clone()),
-        controller::<EcsCluster>(ctx.clone())
+        drive(
+            Controller::new(api::<EcsTaskDefinition>(&ctx), watcher::Config::default()),
+            ctx.clone()
+        ),
+        drive(
+            Controller::new(api::<EcsCluster>(&ctx), watcher::Config::default()),
+            ctx.clone()
+        ),
+        drive(services, ctx.clone()),
     );
 }
 
-async fn controller<K: Managed>(ctx: Arc<Context>) {
-    let api: Api<K> = match &ctx.settings.namespace {
+/// The API of a kind in the watched namespace (or all).
+fn api<K: Managed>(ctx: &Context) -> Api<K> {
+    match &ctx.settings.namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
-    };
-    Controller::new(api, watcher::Config::default())
+    }
+}
+
+async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
+    controller
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -257,7 +281,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
         Ok(outcome) => {
             forget_failures(ctx, obj);
             let recheck = match &outcome.state {
-                State::Ready { .. } => ctx.settings.resync_interval,
+                State::Ready { .. } | State::Failed { .. } => ctx.settings.resync_interval,
                 State::InProgress { recheck, .. } => *recheck,
             };
             let conditions = conditions::from_state(&outcome.state);
@@ -375,8 +399,10 @@ fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
 
 /// Retryable failures back off exponentially (1s doubling to 5 min) with ±50% jitter.
 fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::DeletionBlocked(_) = err {
-        return Action::requeue(Duration::from_secs(10));
+    match err {
+        Error::DeletionBlocked(_) => return Action::requeue(Duration::from_secs(10)),
+        Error::Draining(_) => return Action::requeue(Duration::from_secs(5)),
+        _ => {}
     }
     let attempts = {
         let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,764 @@
+//! EcsService against ECS.
+//!
+//! References (clusterRef, taskDefinitionRef) are resolved from the referenced objects'
+//! status; the controller watches both kinds so a new revision reaches the service at once.
+//! The service is observed with one DescribeServices, created with a clientToken derived from
+//! the object's UID, and changed with one UpdateService carrying only the fields that differ.
+//! Ready means steady: the PRIMARY deployment runs the wanted task definition, its rollout
+//! is COMPLETED and running == desired. A FAILED rollout is Stalled and not retried until the
+//! spec or the task definition changes. Deletion scales in with force and waits out DRAINING.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
+use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
+use aws_sdk_ecs::types::{DeploymentRolloutState, Service, ServiceField};
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{Context, Error, Managed, Note, Outcome, State};
+use crate::api::service::{DeploymentSummary, ServiceEventSummary};
+use crate::api::{
+    CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
+};
+use crate::ecs::diff::is_subset;
+use crate::ecs::error::{EcsError, ErrorClass};
+use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
+use crate::ecs::wire::{WireError, to_sdk};
+
+/// How many of ECS's service events status keeps.
+const EVENTS_KEPT: usize = 5;
+/// How soon a rolling or draining service is looked at again.
+const ROLLING_RECHECK: Duration = Duration::from_secs(5);
+
+/// Fields UpdateService can change; each goes into the call only when the spec sets it and
+/// ECS reports something else.
+const UPDATABLE: &[&str] = &[
+    "capacityProviderStrategy",
+    "deploymentConfiguration",
+    "availabilityZoneRebalancing",
+    "networkConfiguration",
+    "placementConstraints",
+    "placementStrategy",
+    "platformVersion",
+    "healthCheckGracePeriodSeconds",
+    "deploymentController",
+    "enableExecuteCommand",
+    "enableECSManagedTags",
+    "loadBalancers",
+    "propagateTags",
+    "serviceRegistries",
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+    "vpcLatticeConfigurations",
+    "gatewayConnectors",
+    "monitoring",
+];
+
+/// ECS reports these on the PRIMARY deployment rather than on the service.
+const DEPLOYMENT_LEVEL: &[&str] = &[
+    "serviceConnectConfiguration",
+    "volumeConfigurations",
+    "vpcLatticeConfigurations",
+];
+
+/// The service controller: also woken when a referenced EcsCluster or EcsTaskDefinition
+/// changes, so a new revision or a newly Ready cluster is acted on at once.
+pub fn controller(
+    services: Api<EcsService>,
+    clusters: Api<EcsCluster>,
+    task_definitions: Api<EcsTaskDefinition>,
+) -> Controller<EcsService> {
+    let controller = Controller::new(services, watcher::Config::default());
+    let by_cluster = controller.store();
+    let by_task_definition = controller.store();
+    controller
+        .watches(clusters, watcher::Config::default(), move |cluster| {
+            referencing(&by_cluster, &cluster, |svc| {
+                svc.spec.cluster_ref.as_ref().map(|r| r.name.as_str())
+            })
+        })
+        .watches(task_definitions, watcher::Config::default(), move |td| {
+            referencing(&by_task_definition, &td, |svc| {
+                svc.spec.task_definition_ref.as_ref().map(|r| r.name.as_str())
+            })
+        })
+}
+
+fn referencing<K: Resource>(
+    services: &kube::runtime::reflector::Store<EcsService>,
+    referenced: &K,
+    reference: impl Fn(&EcsService) -> Option<&str>,
+) -> Vec<ObjectRef<EcsService>> {
+    let (namespace, name) = (referenced.meta().namespace.clone(), referenced.meta().name.clone());
+    services
+        .state()
+        .iter()
+        .filter(|svc| svc.metadata.namespace == namespace && reference(svc) == name.as_deref())
+        .map(|svc| ObjectRef::from_obj(svc.as_ref()))
+        .collect()
+}
+
+/// What the spec resolves to in ECS terms.
+struct Target {
+    cluster: String,
+    task_definition: String,
+}
+
+/// Where a reference stands when it cannot be used yet.
+struct Waiting {
+    reason: &'static str,
+    message: String,
+}
+
+impl EcsService {
+    /// The service name: spec.serviceName, else metadata.name.
+    pub fn service_name(&self) -> String {
+        self.spec
+            .service
+            .service_name
+            .clone()
+            .unwrap_or_else(|| self.name_any())
+    }
+
+    /// Resolves cluster and task definition, from the spec or the referenced objects.
+    async fn resolve(&self, ctx: &Context, region: &str) -> Result<Result<Target, Waiting>, Error> {
+        let namespace = self.namespace().unwrap_or_default();
+        let cluster = match (&self.spec.cluster_ref, &self.spec.service.cluster) {
+            (Some(reference), _) => {
+                let api: Api<EcsCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+                let found = api.get_opt(&reference.name).await?;
+                let ready = found.as_ref().and_then(|c| {
+                    let status = c.status.as_ref()?;
+                    is_ready(&status.common).then_some(())?;
+                    Some((status.cluster_arn.clone()?, status.region.clone()))
+                });
+                match ready {
+                    Some((arn, cluster_region)) => {
+                        check_region("EcsCluster", &reference.name, cluster_region.as_deref(), region)?;
+                        arn
+                    }
+                    None => {
+                        return Ok(Err(Waiting {
+                            reason: "WaitingForCluster",
+                            message: match found {
+                                None => format!("EcsCluster {} does not exist", reference.name),
+                                Some(_) => format!("EcsCluster {} is not Ready", reference.name),
+                            },
+                        }));
+                    }
+                }
+            }
+            (None, Some(cluster)) => cluster.clone(),
+            (None, None) => "default".to_string(),
+        };
+        let task_definition = match (&self.spec.task_definition_ref, &self.spec.service.task_definition) {
+            (Some(reference), _) => {
+                let api: Api<EcsTaskDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
+                let found = api.get_opt(&reference.name).await?;
+                let ready = found.as_ref().and_then(|t| {
+                    let status = t.status.as_ref()?;
+                    // NB: the revision must describe the current generation, or a service
+                    // would roll to a revision that is about to be replaced.
+                    (status.common.observed_generation == t.metadata.generation && is_ready(&status.common))
+                        .then_some(())?;
+                    Some((status.task_definition_arn.clone()?, status.region.clone()))
+                });
+                match ready {
+                    Some((arn, td_region)) => {
+                        check_region("EcsTaskDefinition", &reference.name, td_region.as_deref(), region)?;
+                        arn
+                    }
+                    None => {
+                        return Ok(Err(Waiting {
+                            reason: "WaitingForTaskDefinition",
+                            message: match found {
+                                None => format!("EcsTaskDefinition {} does not exist", reference.name),
+                                Some(_) => format!("EcsTaskDefinition {} is not Ready", reference.name),
+                            },
+                        }));
+                    }
+                }
+            }
+            (None, Some(td)) => td.clone(),
+            (None, None) => return Err(Error::Invalid("set taskDefinition or taskDefinitionRef".into())),
+        };
+        Ok(Ok(Target {
+            cluster,
+            task_definition,
+        }))
+    }
+}
+
+fn is_ready(common: &CommonStatus) -> bool {
+    common
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn check_region(kind: &str, name: &str, theirs: Option<&str>, ours: &str) -> Result<(), Error> {
+    match theirs {
+        Some(theirs) if theirs != ours => Err(Error::Invalid(format!(
+            "{kind} {name} is in region {theirs} and this service in {ours}; a service can only use resources of its own region"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// True when ECS's task definition ARN is what the spec asks for: an ARN or family:revision
+/// must match exactly; a bare family means its latest revision at the time of the last
+/// update, so any revision of that family is in place (comparing a family with a revision
+/// ARN is how other controllers redeploy on every poll).
+pub fn task_definition_matches(wanted: &str, observed: &str) -> bool {
+    if wanted.starts_with("arn:") {
+        return wanted == observed;
+    }
+    let observed_family_revision = observed.rsplit('/').next().unwrap_or(observed);
+    match wanted.split_once(':') {
+        Some(_) => observed_family_revision == wanted,
+        None => observed_family_revision.split(':').next() == Some(wanted),
+    }
+}
+
+impl Managed for EcsService {
+    type Status = EcsServiceStatus;
+
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+
+    fn common(status: &mut Self::Status) -> &mut CommonStatus {
+        &mut status.common
+    }
+
+    fn options(&self) -> &ManagementOptions {
+        &self.spec.options
+    }
+
+    async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let previous = self.status.clone().unwrap_or_default();
+        let mut status = EcsServiceStatus {
+            common: previous.common.clone(),
+            region: Some(region.clone()),
+            ..previous.clone()
+        };
+        let target = match self.resolve(ctx, &region).await? {
+            Ok(target) => target,
+            Err(waiting) => {
+                let state = State::InProgress {
+                    reason: waiting.reason,
+                    message: waiting.message,
+                    recheck: ctx.settings.resync_interval,
+                };
+                return Ok(Outcome {
+                    status,
+                    state,
+                    events: vec![],
+                });
+            }
+        };
+        let name = self.service_name();
+        let spec_changed = previous.common.observed_generation != self.metadata.generation;
+        let ownership_tags = ownership::tags_for(self);
+        let user_tags = self.spec.service.tags.as_deref().map(tag_map);
+        let mut events = vec![];
+
+        // The service this object made last time, if it moved (new name or cluster), must go first.
+        if let (Some(old_arn), Some(old_cluster)) = (&previous.service_arn, &previous.cluster_arn) {
+            let moved = !old_arn.ends_with(&format!("/{name}")) || !same_cluster(old_cluster, &target.cluster);
+            if moved {
+                if let Some(old) = describe(&ecs, old_cluster, old_arn)
+                    .await?
+                    .filter(|s| owned_by(&sdk_tag_map(s.tags()), self))
+                {
+                    if old.status() == Some("ACTIVE") {
+                        delete(&ecs, old_cluster, old_arn).await?;
+                        events.push(Note::normal(
+                            "Replacing",
+                            format!(
+                                "deleting service {old_arn} to recreate it as {name} in {}",
+                                target.cluster
+                            ),
+                        ));
+                    }
+                    let state = State::InProgress {
+                        reason: "Replacing",
+                        message: format!("waiting for the previous service {old_arn} to finish draining"),
+                        recheck: ROLLING_RECHECK,
+                    };
+                    return Ok(Outcome { status, state, events });
+                }
+                status.service_arn = None;
+                status.cluster_arn = None;
+            }
+        }
+
+        let observed = describe(&ecs, &target.cluster, &name).await?;
+        let service = match observed {
+            Some(service) if service.status() == Some("DRAINING") => {
+                let state = State::InProgress {
+                    reason: "WaitingForDrain",
+                    message: format!(
+                        "a previous service {name} is still DRAINING; ECS cannot create it again until it is INACTIVE"
+                    ),
+                    recheck: ROLLING_RECHECK,
+                };
+                return Ok(Outcome { status, state, events });
+            }
+            Some(service) => {
+                let tags = sdk_tag_map(service.tags());
+                if !owned_by(&tags, self) {
+                    if !self.spec.options.adopt {
+                        return Err(Error::NotOwned(format!(
+                            "ECS service {name} exists in cluster {} and was not created by this object; set spec.adopt: true to manage it",
+                            target.cluster
+                        )));
+                    }
+                    events.push(Note::normal("Adopted", format!("took over service {name}")));
+                }
+                if let Some(field) = self.immutable_difference(&service) {
+                    if !self.spec.allow_replacement {
+                        return Err(Error::Invalid(format!(
+                            "{field} differs from the running service and ECS cannot change it in place; set allowReplacement: true to recreate the service"
+                        )));
+                    }
+                    delete(&ecs, &target.cluster, service.service_arn().unwrap_or(&name)).await?;
+                    events.push(Note::normal(
+                        "Replacing",
+                        format!("deleting service {name} to recreate it: {field} changed"),
+                    ));
+                    let state = State::InProgress {
+                        reason: "Replacing",
+                        message: format!("recreating service {name}: {field} changed"),
+                        recheck: ROLLING_RECHECK,
+                    };
+                    return Ok(Outcome { status, state, events });
+                }
+                let failed_again = previous
+                    .failed_task_definition_arn
+                    .as_deref()
+                    .is_some_and(|failed| !spec_changed && task_definition_matches(&target.task_definition, failed));
+                let (service, changed) = self.converge(&ecs, &target, service, &previous, failed_again).await?;
+                let tag_diff = tag_changes(user_tags.as_ref(), &ownership_tags, &tags);
+                if !tag_diff.is_empty() {
+                    apply_tag_changes(&ecs, service.service_arn().unwrap_or_default(), &tag_diff).await?;
+                }
+                let mut fields = changed;
+                if !tag_diff.is_empty() && owned_by(&tags, self) {
+                    fields.push(ownership::describe_tag_changes(&tag_diff));
+                }
+                if !fields.is_empty() {
+                    let reason = if spec_changed || fields.iter().any(|f| f.starts_with("taskDefinition")) {
+                        "Updated"
+                    } else {
+                        "DriftCorrected"
+                    };
+                    events.push(Note::normal(reason, format!("updated {}", fields.join(", "))));
+                }
+                service
+            }
+            None => {
+                let service = self
+                    .create(&ecs, &target, &name, user_tags.as_ref(), &ownership_tags)
+                    .await?;
+                events.push(Note::normal(
+                    "Created",
+                    format!("created service {name} in {}", target.cluster),
+                ));
+                service
+            }
+        };
+
+        observe_into(&mut status, &service);
+        status.observed_redeploy_trigger = self.spec.redeploy_trigger.clone();
+        let state = self.readiness(&service, &target, &mut status, &previous);
+        Ok(Outcome { status, state, events })
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
+        let name = self.service_name();
+        if self.spec.options.deletion_policy == DeletionPolicy::Retain {
+            return Ok(vec![Note::normal(
+                "Retained",
+                format!("left service {name} running in ECS"),
+            )]);
+        }
+        let status = self.status.clone().unwrap_or_default();
+        let (Some(arn), Some(cluster)) = (status.service_arn, status.cluster_arn) else {
+            return Ok(vec![]); // never created
+        };
+        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        let Some(service) = describe(&ecs, &cluster, &arn).await? else {
+            return Ok(vec![Note::normal("Deleted", format!("service {name} is gone"))]);
+        };
+        if !owned_by(&sdk_tag_map(service.tags()), self) {
+            return Ok(vec![Note::normal(
+                "Retained",
+                format!("left service {name}: this object does not own it"),
+            )]);
+        }
+        if service.status() == Some("ACTIVE") {
+            let after = delete(&ecs, &cluster, &arn).await?;
+            if after.as_ref().and_then(Service::status) == Some("INACTIVE") {
+                return Ok(vec![Note::normal("Deleted", format!("deleted service {name}"))]);
+            }
+        }
+        Err(Error::Draining(format!(
+            "service {name} is DRAINING; waiting for it to become INACTIVE"
+        )))
+    }
+}
+
+impl EcsService {
+    /// The first field ECS cannot change in place that differs from the running service.
+    fn immutable_difference(&self, service: &Service) -> Option<&'static str> {
+        let spec = &self.spec.service;
+        if let Some(launch_type) = &spec.launch_type
+            && service
+                .launch_type()
+                .is_some_and(|l| l.as_str() != launch_type.as_str())
+        {
+            return Some("launchType");
+        }
+        if let Some(strategy) = &spec.scheduling_strategy
+            && service
+                .scheduling_strategy()
+                .is_some_and(|s| s.as_str() != strategy.as_str())
+        {
+            return Some("schedulingStrategy");
+        }
+        if let Some(role) = &spec.role
+            && service
+                .role_arn()
+                .is_some_and(|r| r != role && !r.ends_with(&format!("/{role}")))
+        {
+            return Some("role");
+        }
+        None
+    }
+
+    async fn create(
+        &self,
+        ecs: &aws_sdk_ecs::Client,
+        target: &Target,
+        name: &str,
+        user_tags: Option<&BTreeMap<String, String>>,
+        ownership_tags: &BTreeMap<String, String>,
+    ) -> Result<Service, Error> {
+        let mut tags = user_tags.cloned().unwrap_or_default();
+        tags.extend(ownership_tags.clone());
+        let mut input = self.spec.service.clone();
+        input.service_name = Some(name.to_string());
+        input.cluster = Some(target.cluster.clone());
+        input.task_definition = Some(target.task_definition.clone());
+        input.tags = Some(tag_list(&tags));
+        let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
+        // NB: the UID (36 characters, ECS's limit) makes a retried create idempotent, so a
+        // crash between CreateService and the status write cannot make a second service.
+        let token = self.metadata.uid.clone().unwrap_or_default();
+        let out = ecs
+            .create_service()
+            .client_token(token)
+            .set_cluster(sdk.cluster)
+            .set_service_name(sdk.service_name)
+            .set_task_definition(sdk.task_definition)
+            .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
+            .set_load_balancers(sdk.load_balancers)
+            .set_service_registries(sdk.service_registries)
+            .set_desired_count(sdk.desired_count)
+            .set_launch_type(sdk.launch_type)
+            .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
+            .set_platform_version(sdk.platform_version)
+            .set_role(sdk.role)
+            .set_deployment_configuration(sdk.deployment_configuration)
+            .set_placement_constraints(sdk.placement_constraints)
+            .set_placement_strategy(sdk.placement_strategy)
+            .set_network_configuration(sdk.network_configuration)
+            .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
+            .set_scheduling_strategy(sdk.scheduling_strategy)
+            .set_deployment_controller(sdk.deployment_controller)
+            .set_tags(sdk.tags)
+            .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
+            .set_propagate_tags(sdk.propagate_tags)
+            .set_enable_execute_command(sdk.enable_execute_command)
+            .set_service_connect_configuration(sdk.service_connect_configuration)
+            .set_volume_configurations(sdk.volume_configurations)
+            .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
+            .set_gateway_connectors(sdk.gateway_connectors)
+            .set_monitoring(sdk.monitoring)
+            .send()
+            .await
+            .map_err(|e| EcsError::new("CreateService", e))?;
+        out.service
+            .ok_or_else(|| Error::Ecs(EcsError::empty("CreateService", "no service in the response")))
+    }
+
+    /// One UpdateService with the fields that differ, if any. Returns the service as ECS
+    /// reports it afterwards and the names of the changed fields.
+    async fn converge(
+        &self,
+        ecs: &aws_sdk_ecs::Client,
+        target: &Target,
+        service: Service,
+        previous: &EcsServiceStatus,
+        failed_again: bool,
+    ) -> Result<(Service, Vec<String>), Error> {
+        let observed: Value = crate::ecs::wire::from_sdk(&service)?;
+        let primary: Value = observed["deployments"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["status"] == "PRIMARY").cloned())
+            .unwrap_or(Value::Null);
+        let desired = serde_json::to_value(&self.spec.service).map_err(|e| WireError::Encode("service", e))?;
+        let mut update = serde_json::Map::new();
+        for field in UPDATABLE {
+            let Some(want) = desired.get(*field).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let have = if DEPLOYMENT_LEVEL.contains(field) {
+                &primary[*field]
+            } else {
+                &observed[*field]
+            };
+            if !is_subset(want, have) {
+                update.insert((*field).into(), want.clone());
+            }
+        }
+        if let Some(count) = self.spec.service.desired_count
+            && service.desired_count() != count
+        {
+            update.insert("desiredCount".into(), json!(count));
+        }
+        let running = service.task_definition().unwrap_or_default();
+        if !task_definition_matches(&target.task_definition, running) && !failed_again {
+            update.insert("taskDefinition".into(), json!(target.task_definition));
+        }
+        let mut changed: Vec<String> = update.keys().cloned().collect();
+        if self.spec.redeploy_trigger.is_some() && self.spec.redeploy_trigger != previous.observed_redeploy_trigger {
+            update.insert("forceNewDeployment".into(), json!(true));
+            changed.push("redeployTrigger (new deployment forced)".into());
+        }
+        if update.is_empty() {
+            return Ok((service, vec![]));
+        }
+        update.insert("cluster".into(), json!(target.cluster));
+        update.insert("service".into(), json!(service.service_arn().unwrap_or_default()));
+        let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
+        let out = ecs
+            .update_service()
+            .set_cluster(sdk.cluster)
+            .set_service(sdk.service)
+            .set_desired_count(sdk.desired_count)
+            .set_task_definition(sdk.task_definition)
+            .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
+            .set_deployment_configuration(sdk.deployment_configuration)
+            .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
+            .set_network_configuration(sdk.network_configuration)
+            .set_placement_constraints(sdk.placement_constraints)
+            .set_placement_strategy(sdk.placement_strategy)
+            .set_platform_version(sdk.platform_version)
+            .set_force_new_deployment(sdk.force_new_deployment)
+            .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
+            .set_deployment_controller(sdk.deployment_controller)
+            .set_enable_execute_command(sdk.enable_execute_command)
+            .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
+            .set_load_balancers(sdk.load_balancers)
+            .set_propagate_tags(sdk.propagate_tags)
+            .set_service_registries(sdk.service_registries)
+            .set_service_connect_configuration(sdk.service_connect_configuration)
+            .set_volume_configurations(sdk.volume_configurations)
+            .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
+            .set_gateway_connectors(sdk.gateway_connectors)
+            .set_monitoring(sdk.monitoring)
+            .send()
+            .await
+            .map_err(|e| EcsError::new("UpdateService", e))?;
+        let service = out.service.unwrap_or(service);
+        Ok((service, changed))
+    }
+
+    /// Ready only when steady; Failed when the rollout to the wanted task definition failed.
+    fn readiness(
+        &self,
+        service: &Service,
+        target: &Target,
+        status: &mut EcsServiceStatus,
+        previous: &EcsServiceStatus,
+    ) -> State {
+        let name = service.service_name().unwrap_or_default();
+        let failed = service.deployments().iter().find(|d| {
+            d.rollout_state() == Some(&DeploymentRolloutState::Failed)
+                && d.task_definition()
+                    .is_some_and(|td| task_definition_matches(&target.task_definition, td))
+        });
+        if let Some(failed) = failed {
+            status.failed_task_definition_arn = failed.task_definition().map(str::to_owned);
+            return State::Failed {
+                reason: "RolloutFailed",
+                message: format!(
+                    "the deployment of {} failed: {}; it is not retried until the spec or the task definition changes",
+                    failed.task_definition().unwrap_or_default(),
+                    failed.rollout_state_reason().unwrap_or("no reason given")
+                ),
+            };
+        }
+        if let Some(failed) = previous.failed_task_definition_arn.as_deref()
+            && task_definition_matches(&target.task_definition, failed)
+            && previous.common.observed_generation == self.metadata.generation
+        {
+            // ECS rolled back and dropped the FAILED deployment; still not retried.
+            status.failed_task_definition_arn = Some(failed.to_string());
+            return State::Failed {
+                reason: "RolloutFailed",
+                message: format!(
+                    "the deployment of {failed} failed; it is not retried until the spec or the task definition changes"
+                ),
+            };
+        }
+        status.failed_task_definition_arn = None;
+        let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
+        let Some(primary) = primary else {
+            return State::InProgress {
+                reason: "RollingOut",
+                message: format!("service {name} has no PRIMARY deployment yet"),
+                recheck: ROLLING_RECHECK,
+            };
+        };
+        let on_target = primary
+            .task_definition()
+            .is_some_and(|td| task_definition_matches(&target.task_definition, td));
+        let completed = primary
+            .rollout_state()
+            .is_none_or(|s| *s == DeploymentRolloutState::Completed);
+        let counts_match = service.running_count() == service.desired_count();
+        if on_target && completed && counts_match && service.deployments().len() == 1 {
+            return State::Ready {
+                reason: "Steady",
+                message: format!("service {name} is steady"),
+            };
+        }
+        State::InProgress {
+            reason: "RollingOut",
+            message: format!(
+                "deployment {} of {}: {}, {} of {} tasks running",
+                primary.id().unwrap_or_default(),
+                primary.task_definition().unwrap_or_default(),
+                primary.rollout_state().map(|s| s.as_str()).unwrap_or("IN_PROGRESS"),
+                primary.running_count(),
+                primary.desired_count()
+            ),
+            recheck: ROLLING_RECHECK,
+        }
+    }
+}
+
+/// Copies what users look at from ECS's service into status.
+fn observe_into(status: &mut EcsServiceStatus, service: &Service) {
+    status.service_arn = service.service_arn().map(str::to_owned);
+    status.cluster_arn = service.cluster_arn().map(str::to_owned);
+    status.task_definition_arn = service.task_definition().map(str::to_owned);
+    status.status = service.status().map(str::to_owned);
+    status.desired_count = Some(service.desired_count());
+    status.running_count = Some(service.running_count());
+    status.pending_count = Some(service.pending_count());
+    let mut deployments: Vec<DeploymentSummary> = service
+        .deployments()
+        .iter()
+        .map(|d| DeploymentSummary {
+            id: d.id().unwrap_or_default().to_string(),
+            status: d.status().map(str::to_owned),
+            rollout_state: d.rollout_state().map(|s| s.as_str().to_string()),
+            rollout_state_reason: d.rollout_state_reason().map(str::to_owned),
+            task_definition: d.task_definition().map(str::to_owned),
+            desired_count: d.desired_count(),
+            running_count: d.running_count(),
+            pending_count: d.pending_count(),
+            failed_tasks: d.failed_tasks(),
+        })
+        .collect();
+    deployments.sort_by_key(|d| d.status.as_deref() != Some("PRIMARY"));
+    status.deployments = deployments;
+    status.events = service
+        .events()
+        .iter()
+        .take(EVENTS_KEPT)
+        .map(|e| ServiceEventSummary {
+            created_at: e.created_at().map(|t| t.to_string()),
+            message: e.message().unwrap_or_default().to_string(),
+        })
+        .collect();
+}
+
+fn same_cluster(a: &str, b: &str) -> bool {
+    a.rsplit('/').next() == b.rsplit('/').next()
+}
+
+/// DescribeServices for one service, tags included. None when ECS reports it MISSING or
+/// INACTIVE (INACTIVE counts as gone); a missing cluster means no service either.
+async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+    let out = match ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .include(ServiceField::Tags)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(err) => {
+            return match EcsError::new("DescribeServices", err) {
+                e if e.class == ErrorClass::NotFound => Ok(None),
+                e => Err(e),
+            };
+        }
+    };
+    Ok(out
+        .services
+        .unwrap_or_default()
+        .into_iter()
+        .find(|s| s.status() != Some("INACTIVE")))
+}
+
+/// DeleteService with force (no need to scale to 0 first). Returns the service as ECS
+/// reports it afterwards (DRAINING, or INACTIVE), None when it was already gone.
+async fn delete(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+    match ecs
+        .delete_service()
+        .cluster(cluster)
+        .service(service)
+        .force(true)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.service),
+        Err(err) => match EcsError::new("DeleteService", err) {
+            e if e.class == ErrorClass::NotFound => Ok(None),
+            e => Err(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_matches_any_of_its_revisions_and_a_revision_only_itself() {
+        let arn = "arn:aws:ecs:us-east-1:1:task-definition/web:7";
+        assert!(task_definition_matches("web", arn));
+        assert!(task_definition_matches("web:7", arn));
+        assert!(!task_definition_matches("web:6", arn));
+        assert!(task_definition_matches(arn, arn));
+        assert!(!task_definition_matches(
+            "arn:aws:ecs:us-east-1:1:task-definition/web:6",
+            arn
+        ));
+        assert!(!task_definition_matches("webapp", arn));
+    }
+}
