@@ -167,9 +167,11 @@ impl Operator {
             .open(logs.join(format!("{}.log", self.namespace)))
             .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-operator"));
-        cmd.args(["run", "--namespace", &self.namespace, "--resync-seconds", "1"])
-            .args(&self.args)
-            .envs(&test_bed().vars)
+        cmd.args(["run", "--namespace", &self.namespace]).args(&self.args);
+        if !self.args.iter().any(|a| a == "--resync-seconds") {
+            cmd.args(["--resync-seconds", "1"]);
+        }
+        cmd.envs(&test_bed().vars)
             .env("AWS_SDK_UA_APP_ID", &self.namespace)
             // NB: no profile files from the machine running the tests.
             .env("AWS_CONFIG_FILE", "/nonexistent")
