@@ -395,7 +395,16 @@ impl Managed for EcsService {
             return Ok(vec![]); // never created
         };
         let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
-        let Some(service) = describe(&ecs, &cluster, &arn).await? else {
+        self.delete_and_wait(&ecs, &cluster, &arn).await
+    }
+}
+
+impl EcsService {
+    /// Deletes the service this object owns (with force: no scale-in step needed) and
+    /// reports [`Error::Draining`] until ECS has it INACTIVE.
+    async fn delete_and_wait(&self, ecs: &aws_sdk_ecs::Client, cluster: &str, arn: &str) -> Result<Vec<Note>, Error> {
+        let name = self.service_name();
+        let Some(service) = describe(ecs, cluster, arn).await? else {
             return Ok(vec![Note::normal("Deleted", format!("service {name} is gone"))]);
         };
         if !owned_by(&sdk_tag_map(service.tags()), self) {
@@ -405,8 +414,8 @@ impl Managed for EcsService {
             )]);
         }
         if service.status() == Some("ACTIVE") {
-            let after = delete(&ecs, &cluster, &arn).await?;
-            if after.as_ref().and_then(Service::status) == Some("INACTIVE") {
+            let after = delete(ecs, cluster, arn).await?;
+            if after.as_ref().is_none_or(|s| s.status() == Some("INACTIVE")) {
                 return Ok(vec![Note::normal("Deleted", format!("deleted service {name}"))]);
             }
         }
@@ -747,6 +756,230 @@ async fn delete(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_ecs::Client;
+    use aws_sdk_ecs::operation::delete_service::DeleteServiceOutput;
+    use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+    use aws_sdk_ecs::types::{Deployment, Failure, Tag};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    const TD_1: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:1";
+    const TD_2: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:2";
+    const ARN: &str = "arn:aws:ecs:us-east-1:1:service/prod/web";
+
+    fn object() -> EcsService {
+        let mut svc: EcsService = serde_json::from_value(json!({
+            "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "generation": 2},
+            "spec": {"cluster": "prod", "taskDefinition": "web:2", "desiredCount": 2},
+        }))
+        .expect("object");
+        svc.status = Some(EcsServiceStatus {
+            common: CommonStatus {
+                observed_generation: Some(2),
+                conditions: vec![],
+            },
+            ..Default::default()
+        });
+        svc
+    }
+
+    fn deployment(status: &str, td: &str, state: DeploymentRolloutState, running: i32) -> Deployment {
+        Deployment::builder()
+            .id(format!("ecs-svc/{status}-{running}"))
+            .status(status)
+            .task_definition(td)
+            .rollout_state(state)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .desired_count(2)
+            .running_count(running)
+            .build()
+    }
+
+    fn service(status: &str, deployments: Vec<Deployment>) -> Service {
+        Service::builder()
+            .service_name("web")
+            .service_arn(ARN)
+            .status(status)
+            .task_definition(deployments.first().and_then(|d| d.task_definition()).unwrap_or(TD_1))
+            .desired_count(2)
+            .running_count(2)
+            .set_deployments(Some(deployments))
+            .tags(Tag::builder().key(ownership::UID).value("u-1").build())
+            .build()
+    }
+
+    fn target() -> Target {
+        Target {
+            cluster: "prod".into(),
+            task_definition: "web:2".into(),
+        }
+    }
+
+    #[test]
+    fn ready_only_when_the_primary_deployment_is_steady_on_the_wanted_revision() {
+        let svc = object();
+        let mut status = EcsServiceStatus::default();
+        let previous = svc.status.clone().expect("status");
+        let rolling = service(
+            "ACTIVE",
+            vec![
+                deployment("PRIMARY", TD_2, DeploymentRolloutState::InProgress, 1),
+                deployment("ACTIVE", TD_1, DeploymentRolloutState::Completed, 2),
+            ],
+        );
+        assert!(matches!(
+            svc.readiness(&rolling, &target(), &mut status, &previous),
+            State::InProgress {
+                reason: "RollingOut",
+                ..
+            }
+        ));
+        let old = service(
+            "ACTIVE",
+            vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
+        );
+        assert!(
+            matches!(
+                svc.readiness(&old, &target(), &mut status, &previous),
+                State::InProgress { .. }
+            ),
+            "the old revision is not the wanted one"
+        );
+        let steady = service(
+            "ACTIVE",
+            vec![deployment("PRIMARY", TD_2, DeploymentRolloutState::Completed, 2)],
+        );
+        assert!(matches!(
+            svc.readiness(&steady, &target(), &mut status, &previous),
+            State::Ready { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollout_is_stalled_with_ecs_reason_and_not_retried() {
+        let svc = object();
+        let previous = svc.status.clone().expect("status");
+        // The circuit breaker rolled back: PRIMARY runs the old revision, the new one FAILED.
+        let rolled_back = service(
+            "ACTIVE",
+            vec![
+                deployment("PRIMARY", TD_1, DeploymentRolloutState::InProgress, 2),
+                deployment("ACTIVE", TD_2, DeploymentRolloutState::Failed, 0),
+            ],
+        );
+        let mut status = EcsServiceStatus::default();
+        match svc.readiness(&rolled_back, &target(), &mut status, &previous) {
+            State::Failed { reason, message } => {
+                assert_eq!(reason, "RolloutFailed");
+                assert!(
+                    message.contains("circuit breaker"),
+                    "ECS's reason reaches the user: {message}"
+                );
+            }
+            _ => panic!("expected Failed"),
+        }
+        assert_eq!(status.failed_task_definition_arn.as_deref(), Some(TD_2));
+
+        // Next pass, same generation: no UpdateService back to the failed revision (the mock
+        // client has no rule, so any call would fail the test).
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[]);
+        let previous = EcsServiceStatus {
+            failed_task_definition_arn: Some(TD_2.into()),
+            ..previous
+        };
+        let after_rollback = service(
+            "ACTIVE",
+            vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
+        );
+        let (_, changed) = svc
+            .converge(&ecs, &target(), after_rollback.clone(), &previous, true)
+            .await
+            .expect("no call");
+        assert!(changed.is_empty());
+        let mut status = EcsServiceStatus::default();
+        assert!(matches!(
+            svc.readiness(&after_rollback, &target(), &mut status, &previous),
+            State::Failed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn deletion_waits_out_draining() {
+        let draining = mock!(Client::describe_services).then_output(|| {
+            DescribeServicesOutput::builder()
+                .services(service("DRAINING", vec![]))
+                .build()
+        });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&draining]);
+        assert!(matches!(
+            object().delete_and_wait(&ecs, "prod", ARN).await,
+            Err(Error::Draining(_))
+        ));
+
+        let active = mock!(Client::describe_services).then_output(|| {
+            DescribeServicesOutput::builder()
+                .services(service("ACTIVE", vec![]))
+                .build()
+        });
+        let delete = mock!(Client::delete_service)
+            .match_requests(|req| req.force() == Some(true))
+            .then_output(|| {
+                DeleteServiceOutput::builder()
+                    .service(service("DRAINING", vec![]))
+                    .build()
+            });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &delete]);
+        assert!(matches!(
+            object().delete_and_wait(&ecs, "prod", ARN).await,
+            Err(Error::Draining(_))
+        ));
+        assert_eq!(delete.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_in_failures_and_service_not_found_both_mean_gone() {
+        let missing = mock!(Client::describe_services).then_output(|| {
+            DescribeServicesOutput::builder()
+                .failures(Failure::builder().arn(ARN).reason("MISSING").build())
+                .build()
+        });
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        assert!(object().delete_and_wait(&ecs, "prod", ARN).await.is_ok());
+
+        let active = mock!(Client::describe_services).then_output(|| {
+            DescribeServicesOutput::builder()
+                .services(service("ACTIVE", vec![]))
+                .build()
+        });
+        let not_found = mock!(Client::delete_service)
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()),
+            )
+            .build();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &not_found]);
+        assert!(object().delete_and_wait(&ecs, "prod", ARN).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn throttled_reads_are_retried_not_stalled() {
+        let throttled = mock!(Client::describe_services)
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()),
+            )
+            .times(5)
+            .build();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&throttled]);
+        let err = object()
+            .delete_and_wait(&ecs, "prod", ARN)
+            .await
+            .expect_err("throttled");
+        assert!(!err.is_terminal());
+        assert_eq!(err.reason(), "Throttled");
+    }
 
     #[test]
     fn a_family_matches_any_of_its_revisions_and_a_revision_only_itself() {
