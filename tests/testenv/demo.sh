@@ -18,11 +18,25 @@ echo $! > "$pidfile"
 echo "== operator running (pid $(cat "$pidfile"), log .testenv/logs/operator.log), watching namespace $ns"
 
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-echo "== applying config/samples: an EcsCluster, an EcsTaskDefinition and an EcsService"
-kubectl apply -n "$ns" --server-side -k config/samples
 
-echo "== waiting for the cluster and the task definition to be Ready"
-kubectl wait -n "$ns" --for=condition=Ready --timeout=120s ecscluster/demo ecstaskdefinition/web
+# The sample service runs in a VPC: make one in the local endpoint (moto serves EC2 too)
+# and put its subnet and security group where the sample has placeholders.
+read -r subnet sg < <(.testenv/venv/bin/python - <<'PY'
+import os, boto3
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+sg = ec2.create_security_group(GroupName="ecs-demo", Description="ecs-operator demo", VpcId=vpc)["GroupId"]
+print(subnet, sg)
+PY
+)
+echo "== applying config/samples: an EcsCluster, an EcsTaskDefinition and an EcsService (subnet $subnet, security group $sg)"
+kubectl kustomize config/samples \
+  | sed -e "s/subnet-0123456789abcdef0/$subnet/" -e "/subnet-0fedcba9876543210/d" -e "s/sg-0123456789abcdef0/$sg/" \
+  | kubectl apply -n "$ns" --server-side -f -
+
+echo "== waiting for all three to be Ready"
+kubectl wait -n "$ns" --for=condition=Ready --timeout=120s ecscluster/demo ecstaskdefinition/web ecsservice/web
 
 echo; echo "== kubectl get ecs -o wide"
 kubectl get ecs -n "$ns" -o wide
@@ -38,17 +52,22 @@ td = ecs.describe_task_definition(taskDefinition="web", include=["TAGS"])
 t = td["taskDefinition"]
 print(f"task definition {t['family']}:{t['revision']}: {t['status']}, image {t['containerDefinitions'][0]['image']}")
 print("  tags: " + ", ".join(f"{x['key']}={x['value']}" for x in td.get("tags", [])))
+s = ecs.describe_services(cluster="demo", services=["web"])["services"][0]
+print(f"service {s['serviceName']}: {s['status']}, {s['runningCount']}/{s['desiredCount']} running, task definition {s['taskDefinition']}")
+for d in s["deployments"]:
+    print(f"  deployment {d['id']}: {d['status']} {d.get('rolloutState')} {d['taskDefinition']}")
 PY
 cat <<MSG
 
-The EcsService sample is admitted but not reconciled yet: the service controller is the
-next issue. Try a change to the task definition and watch a new revision being registered:
+Change the image and watch the rollout: the task definition registers revision 2 and the
+service moves to it with one UpdateService.
 
   source .testenv/env
   kubectl patch -n $ns ecstaskdefinition/web --type json \\
     -p '[{"op":"replace","path":"/spec/containerDefinitions/0/image","value":"public.ecr.aws/nginx/nginx:1.28"}]'
-  kubectl get -n $ns ecstd/web -w          # REVISION goes to 2
-  kubectl get events -n $ns                 # RevisionRegistered ... (changed: containerDefinitions[web].image)
+  kubectl get -n $ns ecs -o wide             # REVISION 2; the service's TASK DEFINITION ends in web:2
+  kubectl get events -n $ns                  # RevisionRegistered (changed: ...image), Updated taskDefinition
+  kubectl scale -n $ns ecsservice/web --replicas=3
 
 Stop everything (operator, control plane, ECS endpoint) with: make testenv-down
 MSG
