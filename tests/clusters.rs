@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, events_for,
-    namespace, wait_for,
+    Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes,
+    event, gone, more_calls, namespace, ready, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -23,24 +23,6 @@ fn cluster(name: &str, cluster_name: &str, extra: Value) -> Value {
         spec.extend(extra);
     }
     json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster", "metadata": {"name": name}, "spec": spec})
-}
-
-async fn apply(api: &Api<EcsCluster>, obj: &Value) {
-    let name = obj["metadata"]["name"].as_str().expect("name");
-    api.patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(obj))
-        .await
-        .expect("apply");
-}
-
-async fn ready(api: &Api<EcsCluster>, name: &str) -> EcsCluster {
-    wait_for(&format!("{name} Ready"), 60, || async {
-        let obj = api.get(name).await.ok()?;
-        let status = obj.status.as_ref()?;
-        let ok = status.common.observed_generation == obj.metadata.generation
-            && condition(&status.common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True");
-        ok.then_some(obj)
-    })
-    .await
 }
 
 /// What ECS reports of a cluster: status, settings by name, capacity providers, tags.
@@ -90,8 +72,8 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
     let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
 
-    apply(&api, &cluster("main", &name, json!({}))).await;
-    let obj = ready(&api, "main").await;
+    apply_json(&api, &cluster("main", &name, json!({}))).await;
+    let obj = ready(&api, "main", 60).await;
     let status = obj.status.clone().expect("status");
     assert_eq!(status.status.as_deref(), Some("ACTIVE"));
     assert_eq!(status.active_services_count, Some(0));
@@ -103,7 +85,7 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
     assert_eq!(view.tags.get("env").map(String::as_str), Some("test"));
     assert_eq!(view.tags.get("ecs.operator.dev/uid"), obj.metadata.uid.as_ref());
 
-    apply(
+    apply_json(
         &api,
         &cluster(
             "main",
@@ -112,7 +94,7 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
         ),
     )
     .await;
-    ready(&api, "main").await;
+    ready(&api, "main", 60).await;
     assert_eq!(ecs_cluster(&name).await.settings["containerInsights"], "disabled");
     assert_eq!(calls_of(&ecs_calls(&ns), "UpdateCluster"), 1);
 
@@ -121,8 +103,8 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
         "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
         "defaultCapacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
     });
-    apply(&api, &cluster("main", &name, providers)).await;
-    ready(&api, "main").await;
+    apply_json(&api, &cluster("main", &name, providers)).await;
+    ready(&api, "main", 60).await;
     let view = ecs_cluster(&name).await;
     assert_eq!(view.capacity_providers, vec!["FARGATE", "FARGATE_SPOT"]);
     let calls = ecs_calls(&ns);
@@ -132,22 +114,11 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
         1,
         "capacity providers do not go through UpdateCluster"
     );
-    wait_for("an Updated event naming the fields", 30, || async {
-        let events = events_for(&client, &ns, "main").await;
-        events
-            .iter()
-            .any(|(r, m)| r == "Updated" && m.contains("capacityProviders"))
-            .then_some(())
-    })
-    .await;
+    event(&client, &ns, "main", "Updated", "capacityProviders").await;
 
     let before = ecs_calls(&ns);
     let version = api.get("main").await.expect("get").metadata.resource_version;
-    let reads = calls_of(&before, "DescribeClusters");
-    wait_for("three resyncs", 30, || async {
-        (calls_of(&ecs_calls(&ns), "DescribeClusters") >= reads + 3).then_some(())
-    })
-    .await;
+    more_calls(&ns, "DescribeClusters", 3).await;
     let after = ecs_calls(&ns);
     assert_eq!(
         ecs_writes(&after),
@@ -161,10 +132,7 @@ async fn updates_in_place_with_one_call_each_and_nothing_at_idle() {
     );
 
     api.delete("main", &DeleteParams::default()).await.expect("delete");
-    wait_for("the object to go", 60, || async {
-        api.get_opt("main").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&api, "main", 60).await;
     assert_eq!(ecs_cluster(&name).await.status, "INACTIVE");
     delete_namespace(&client, &ns).await;
 }
@@ -176,8 +144,8 @@ async fn drift_made_behind_the_operators_back_is_corrected_with_an_event() {
     let name = format!("{ns}-main");
     let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
-    apply(&api, &cluster("main", &name, json!({}))).await;
-    ready(&api, "main").await;
+    apply_json(&api, &cluster("main", &name, json!({}))).await;
+    ready(&api, "main", 60).await;
 
     ecs_client()
         .update_cluster()
@@ -201,14 +169,7 @@ async fn drift_made_behind_the_operators_back_is_corrected_with_an_event() {
         .then_some(())
     })
     .await;
-    wait_for("a DriftCorrected event", 30, || async {
-        let events = events_for(&client, &ns, "main").await;
-        events
-            .iter()
-            .any(|(r, m)| r == "DriftCorrected" && m.contains("settings"))
-            .then_some(())
-    })
-    .await;
+    event(&client, &ns, "main", "DriftCorrected", "settings").await;
     delete_namespace(&client, &ns).await;
 }
 
@@ -226,7 +187,7 @@ async fn an_unowned_cluster_stalls_until_adopted_and_retain_keeps_it() {
         .await
         .expect("create by hand");
 
-    apply(&api, &cluster("legacy", &name, json!({"deletionPolicy": "Retain"}))).await;
+    apply_json(&api, &cluster("legacy", &name, json!({"deletionPolicy": "Retain"}))).await;
     let (_, _, message) = wait_for("Stalled=NotOwned", 30, || async {
         let status = api.get("legacy").await.ok()?.status?;
         condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
@@ -240,12 +201,12 @@ async fn an_unowned_cluster_stalls_until_adopted_and_retain_keeps_it() {
         "nothing is changed on an unowned cluster: {calls:?}"
     );
 
-    apply(
+    apply_json(
         &api,
         &cluster("legacy", &name, json!({"deletionPolicy": "Retain", "adopt": true})),
     )
     .await;
-    let obj = ready(&api, "legacy").await;
+    let obj = ready(&api, "legacy", 60).await;
     let view = ecs_cluster(&name).await;
     assert_eq!(
         view.tags.get("ecs.operator.dev/uid"),
@@ -258,10 +219,7 @@ async fn an_unowned_cluster_stalls_until_adopted_and_retain_keeps_it() {
     );
 
     api.delete("legacy", &DeleteParams::default()).await.expect("delete");
-    wait_for("the object to go", 60, || async {
-        api.get_opt("legacy").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&api, "legacy", 60).await;
     assert_eq!(ecs_cluster(&name).await.status, "ACTIVE", "Retain leaves the cluster");
     delete_namespace(&client, &ns).await;
 }
@@ -273,8 +231,8 @@ async fn deletion_waits_while_a_service_runs_in_the_cluster() {
     let name = format!("{ns}-main");
     let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
-    apply(&api, &cluster("main", &name, json!({}))).await;
-    ready(&api, "main").await;
+    apply_json(&api, &cluster("main", &name, json!({}))).await;
+    ready(&api, "main", 60).await;
 
     let ecs = ecs_client();
     ecs.register_task_definition()
@@ -313,10 +271,7 @@ async fn deletion_waits_while_a_service_runs_in_the_cluster() {
         .send()
         .await
         .expect("delete service");
-    wait_for("the object to go", 60, || async {
-        api.get_opt("main").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&api, "main", 60).await;
     assert_eq!(ecs_cluster(&name).await.status, "INACTIVE");
     delete_namespace(&client, &ns).await;
 }
@@ -330,7 +285,7 @@ async fn deleting_the_namespace_leaves_nothing_active_in_ecs() {
     let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
 
-    apply(&clusters, &cluster("app", &name, json!({}))).await;
+    apply_json(&clusters, &cluster("app", &name, json!({}))).await;
     for td in ["api", "worker"] {
         let obj = json!({
             "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTaskDefinition", "metadata": {"name": td},
@@ -341,7 +296,7 @@ async fn deleting_the_namespace_leaves_nothing_active_in_ecs() {
             .await
             .expect("apply");
     }
-    ready(&clusters, "app").await;
+    ready(&clusters, "app", 60).await;
     wait_for("both task definitions registered", 60, || async {
         let list = task_definitions.list(&Default::default()).await.ok()?;
         list.items

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, events_for,
-    namespace, wait_for,
+    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, event, gone,
+    more_calls, namespace, ready, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -41,15 +41,12 @@ async fn apply(client: &kube::Client, ns: &str, obj: &Value) {
     common::apply(client, ns, &dynamic, false).await.expect("apply");
 }
 
-async fn steady(api: &Api<EcsService>, name: &str, timeout: u64) -> EcsService {
-    wait_for(&format!("{name} Ready"), timeout, || async {
-        let obj = api.get(name).await.ok()?;
-        let status = obj.status.as_ref()?;
-        let ok = status.common.observed_generation == obj.metadata.generation
-            && condition(&status.common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True");
-        ok.then_some(obj)
-    })
-    .await
+/// A cluster, a task definition "web" and a service "web" using both, applied and Ready.
+async fn web_service(client: &kube::Client, ns: &str, services: &Api<EcsService>) {
+    apply(client, ns, &cluster(ns)).await;
+    apply(client, ns, &task_definition(ns, "web", "web:1")).await;
+    apply(client, ns, &service("web", "web", json!({}))).await;
+    ready(services, "web", 60).await;
 }
 
 /// The service as ECS reports it: (status, desiredCount, taskDefinition, PRIMARY deployment id).
@@ -94,7 +91,7 @@ async fn a_service_applied_before_its_references_converges_as_soon_as_they_are_r
     .await;
     apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
     apply(&client, &ns, &cluster(&ns)).await;
-    let obj = steady(&services, "web", 30).await;
+    let obj = ready(&services, "web", 30).await;
     let status = obj.status.expect("status");
     assert!(
         status
@@ -115,10 +112,7 @@ async fn an_image_change_is_one_registration_and_one_update_and_idle_writes_noth
     let ns = namespace(&client, "svc-rollout").await;
     let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
-    apply(&client, &ns, &cluster(&ns)).await;
-    apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
-    apply(&client, &ns, &service("web", "web", json!({}))).await;
-    steady(&services, "web", 60).await;
+    web_service(&client, &ns, &services).await;
     let before = ecs_calls(&ns);
 
     apply(&client, &ns, &task_definition(&ns, "web", "web:2")).await;
@@ -150,11 +144,7 @@ async fn an_image_change_is_one_registration_and_one_update_and_idle_writes_noth
 
     // Idle: several resyncs of every kind, not a single write.
     let version = services.get("web").await.expect("get").metadata.resource_version;
-    let reads = calls_of(&after, "DescribeServices");
-    wait_for("three resyncs", 30, || async {
-        (calls_of(&ecs_calls(&ns), "DescribeServices") >= reads + 3).then_some(())
-    })
-    .await;
+    more_calls(&ns, "DescribeServices", 3).await;
     let idle = ecs_calls(&ns);
     assert_eq!(
         ecs_writes(&idle),
@@ -176,10 +166,7 @@ async fn desired_count_is_enforced_when_set_and_left_alone_when_not() {
     let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
     let cluster_name = format!("{ns}-main");
-    apply(&client, &ns, &cluster(&ns)).await;
-    apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
-    apply(&client, &ns, &service("web", "web", json!({}))).await;
-    steady(&services, "web", 60).await;
+    web_service(&client, &ns, &services).await;
 
     // kubectl scale goes through the scale subresource to spec.desiredCount.
     let scale = json!({"spec": {"replicas": 3}});
@@ -205,14 +192,7 @@ async fn desired_count_is_enforced_when_set_and_left_alone_when_not() {
         (ecs_service(&cluster_name, "web").await.1 == 3).then_some(())
     })
     .await;
-    wait_for("a DriftCorrected event", 30, || async {
-        let events = events_for(&client, &ns, "web").await;
-        events
-            .iter()
-            .any(|(r, m)| r == "DriftCorrected" && m.contains("desiredCount"))
-            .then_some(())
-    })
-    .await;
+    event(&client, &ns, "web", "DriftCorrected", "desiredCount").await;
 
     // Unset in spec (an autoscaler owns it): a change is left alone.
     let unset = object(
@@ -221,7 +201,7 @@ async fn desired_count_is_enforced_when_set_and_left_alone_when_not() {
         json!({"clusterRef": {"name": "main"}, "taskDefinitionRef": {"name": "web"}}),
     );
     apply(&client, &ns, &unset).await;
-    steady(&services, "auto", 60).await;
+    ready(&services, "auto", 60).await;
     ecs_client()
         .update_service()
         .cluster(&cluster_name)
@@ -230,11 +210,7 @@ async fn desired_count_is_enforced_when_set_and_left_alone_when_not() {
         .send()
         .await
         .expect("scale by hand");
-    let reads = calls_of(&ecs_calls(&ns), "DescribeServices");
-    wait_for("three resyncs", 30, || async {
-        (calls_of(&ecs_calls(&ns), "DescribeServices") >= reads + 6).then_some(())
-    })
-    .await;
+    more_calls(&ns, "DescribeServices", 6).await;
     assert_eq!(
         ecs_service(&cluster_name, "auto").await.1,
         4,
@@ -250,10 +226,7 @@ async fn each_redeploy_trigger_change_forces_exactly_one_deployment() {
     let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
     let cluster_name = format!("{ns}-main");
-    apply(&client, &ns, &cluster(&ns)).await;
-    apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
-    apply(&client, &ns, &service("web", "web", json!({}))).await;
-    steady(&services, "web", 60).await;
+    web_service(&client, &ns, &services).await;
     let (_, _, _, first) = ecs_service(&cluster_name, "web").await;
     let updates = calls_of(&ecs_calls(&ns), "UpdateService");
 
@@ -264,12 +237,8 @@ async fn each_redeploy_trigger_change_forces_exactly_one_deployment() {
             &service("web", "web", json!({"redeployTrigger": trigger})),
         )
         .await;
-        steady(&services, "web", 30).await;
-        let reads = calls_of(&ecs_calls(&ns), "DescribeServices");
-        wait_for("two resyncs", 30, || async {
-            (calls_of(&ecs_calls(&ns), "DescribeServices") >= reads + 2).then_some(())
-        })
-        .await;
+        ready(&services, "web", 30).await;
+        more_calls(&ns, "DescribeServices", 2).await;
         assert_eq!(
             calls_of(&ecs_calls(&ns), "UpdateService"),
             updates + 1 + i as u64,
@@ -299,7 +268,7 @@ async fn deleting_a_namespace_with_a_whole_application_leaves_nothing_active() {
     )
     .await;
     for name in ["api", "worker", "kept"] {
-        steady(&services, name, 60).await;
+        ready(&services, name, 60).await;
     }
     let cluster_name = format!("{ns}-main");
 
@@ -365,12 +334,9 @@ async fn retain_leaves_the_service_running() {
         &service("web", "web", json!({"deletionPolicy": "Retain"})),
     )
     .await;
-    steady(&services, "web", 60).await;
+    ready(&services, "web", 60).await;
     services.delete("web", &DeleteParams::default()).await.expect("delete");
-    wait_for("the object to go", 30, || async {
-        services.get_opt("web").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&services, "web", 30).await;
     let (status, desired, _, _) = ecs_service(&format!("{ns}-main"), "web").await;
     assert_eq!(
         (status.as_str(), desired),

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, events_for,
-    namespace, wait_for,
+    Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes,
+    event, events_for, gone, more_calls, namespace, ready, wait_for,
 };
 use ecs_operator::api::EcsTaskDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -30,25 +30,6 @@ fn task_definition(name: &str, family: &str, image: &str, extra: Value) -> Value
         spec.extend(extra);
     }
     json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTaskDefinition", "metadata": {"name": name}, "spec": spec})
-}
-
-async fn apply(api: &Api<EcsTaskDefinition>, obj: &Value) {
-    let name = obj["metadata"]["name"].as_str().expect("name");
-    api.patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(obj))
-        .await
-        .expect("apply");
-}
-
-/// Waits until the object is Ready for its current generation and returns it.
-async fn ready(api: &Api<EcsTaskDefinition>, name: &str) -> EcsTaskDefinition {
-    wait_for(&format!("{name} Ready"), 60, || async {
-        let obj = api.get(name).await.ok()?;
-        let status = obj.status.as_ref()?;
-        let ok = status.common.observed_generation == obj.metadata.generation
-            && condition(&status.common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True");
-        ok.then_some(obj)
-    })
-    .await
 }
 
 /// ECS's status of a revision and its tags; ("GONE", {}) once ECS deleted it.
@@ -85,8 +66,8 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
     let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
     let mut operator = Operator::start(&ns);
 
-    apply(&api, &task_definition("web", &family, "nginx:1.27", json!({}))).await;
-    let obj = ready(&api, "web").await;
+    apply_json(&api, &task_definition("web", &family, "nginx:1.27", json!({}))).await;
+    let obj = ready(&api, "web", 60).await;
     let status = obj.status.clone().expect("status");
     assert_eq!(status.revision, Some(1));
     assert_eq!(status.active_revisions, vec![1]);
@@ -100,17 +81,17 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
     assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 1);
 
     // An image change: exactly one new revision.
-    apply(&api, &task_definition("web", &family, "nginx:1.28", json!({}))).await;
-    let obj = ready(&api, "web").await;
+    apply_json(&api, &task_definition("web", &family, "nginx:1.28", json!({}))).await;
+    let obj = ready(&api, "web", 60).await;
     assert_eq!(obj.status.as_ref().and_then(|s| s.revision), Some(2));
     assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 2);
-    wait_for("an event naming the changed field", 30, || async {
-        let events = events_for(&client, &ns, "web").await;
-        events
-            .iter()
-            .any(|(r, m)| r == "RevisionRegistered" && m.contains("containerDefinitions[web].image"))
-            .then_some(())
-    })
+    event(
+        &client,
+        &ns,
+        "web",
+        "RevisionRegistered",
+        "containerDefinitions[web].image",
+    )
     .await;
 
     // The same spec written with ECS's defaults spelled out is the same content.
@@ -122,17 +103,13 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
             "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
             "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 30, "timeout": 5, "retries": 3}}]}),
     );
-    apply(&api, &explicit).await;
-    ready(&api, "web").await;
+    apply_json(&api, &explicit).await;
+    ready(&api, "web", 60).await;
 
     // Idle: several resyncs pass (the operator keeps reading) without a write anywhere.
     let before = ecs_calls(&ns);
     let version = api.get("web").await.expect("get").metadata.resource_version;
-    let reads_before = calls_of(&before, "DescribeTaskDefinition");
-    wait_for("three resyncs", 30, || async {
-        (calls_of(&ecs_calls(&ns), "DescribeTaskDefinition") >= reads_before + 3).then_some(())
-    })
-    .await;
+    more_calls(&ns, "DescribeTaskDefinition", 3).await;
     let after = ecs_calls(&ns);
     assert_eq!(
         ecs_writes(&after),
@@ -147,11 +124,7 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
 
     // A restart (kill -9) changes nothing either.
     operator.restart();
-    let reads_before = calls_of(&ecs_calls(&ns), "DescribeTaskDefinition");
-    wait_for("the restarted operator to resync", 30, || async {
-        (calls_of(&ecs_calls(&ns), "DescribeTaskDefinition") >= reads_before + 2).then_some(())
-    })
-    .await;
+    more_calls(&ns, "DescribeTaskDefinition", 2).await;
     let after_restart = ecs_calls(&ns);
     assert_eq!(
         calls_of(&after_restart, "RegisterTaskDefinition"),
@@ -163,10 +136,7 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
 
     // Delete: this object's revisions are deregistered and deleted.
     api.delete("web", &DeleteParams::default()).await.expect("delete");
-    wait_for("the object to go", 60, || async {
-        api.get_opt("web").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&api, "web", 60).await;
     for revision in 1..=2 {
         let (ecs_status, _) = ecs_revision(&format!("{family}:{revision}")).await;
         assert_ne!(ecs_status, "ACTIVE", "revision {revision} is still ACTIVE");
@@ -200,8 +170,8 @@ async fn old_revisions_beyond_the_history_limit_are_retired_and_others_left_alon
 
     let limit = json!({"revisionHistoryLimit": 2, "adopt": true});
     for (i, image) in ["app:1", "app:2", "app:3", "app:4"].iter().enumerate() {
-        apply(&api, &task_definition("app", &family, image, limit.clone())).await;
-        let obj = ready(&api, "app").await;
+        apply_json(&api, &task_definition("app", &family, image, limit.clone())).await;
+        let obj = ready(&api, "app", 60).await;
         assert_eq!(
             obj.status.as_ref().and_then(|s| s.revision),
             Some(foreign_revision + 1 + i as i32)
@@ -234,7 +204,7 @@ async fn tags_change_in_place_and_drift_is_corrected() {
     let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
 
-    apply(
+    apply_json(
         &api,
         &task_definition(
             "api",
@@ -244,10 +214,10 @@ async fn tags_change_in_place_and_drift_is_corrected() {
         ),
     )
     .await;
-    let obj = ready(&api, "api").await;
+    let obj = ready(&api, "api", 60).await;
     let arn = obj.status.and_then(|s| s.task_definition_arn).expect("arn");
 
-    apply(
+    apply_json(
         &api,
         &task_definition(
             "api",
@@ -283,14 +253,7 @@ async fn tags_change_in_place_and_drift_is_corrected() {
         (tags.get("team").map(String::as_str) == Some("b")).then_some(())
     })
     .await;
-    wait_for("a DriftCorrected event", 30, || async {
-        let events = events_for(&client, &ns, "api").await;
-        events
-            .iter()
-            .any(|(r, m)| r == "DriftCorrected" && m.contains("team"))
-            .then_some(())
-    })
-    .await;
+    event(&client, &ns, "api", "DriftCorrected", "team").await;
     delete_namespace(&client, &ns).await;
 }
 
@@ -316,7 +279,7 @@ async fn an_unowned_family_stalls_until_adopted_and_retain_leaves_revisions() {
         .await
         .expect("register");
 
-    apply(
+    apply_json(
         &api,
         &task_definition("legacy", &family, "legacy:2", json!({"deletionPolicy": "Retain"})),
     )
@@ -333,7 +296,7 @@ async fn an_unowned_family_stalls_until_adopted_and_retain_leaves_revisions() {
     );
     assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 0);
 
-    apply(
+    apply_json(
         &api,
         &task_definition(
             "legacy",
@@ -343,15 +306,12 @@ async fn an_unowned_family_stalls_until_adopted_and_retain_leaves_revisions() {
         ),
     )
     .await;
-    let obj = ready(&api, "legacy").await;
+    let obj = ready(&api, "legacy", 60).await;
     let revision = obj.status.and_then(|s| s.revision).expect("revision");
     assert_eq!(revision, 2);
 
     api.delete("legacy", &DeleteParams::default()).await.expect("delete");
-    wait_for("the object to go", 60, || async {
-        api.get_opt("legacy").await.ok()?.is_none().then_some(())
-    })
-    .await;
+    gone(&api, "legacy", 60).await;
     let (ecs_status, _) = ecs_revision(&format!("{family}:2")).await;
     assert_eq!(ecs_status, "ACTIVE", "Retain leaves the revision in ECS");
     delete_namespace(&client, &ns).await;
@@ -368,7 +328,7 @@ async fn an_ecs_rejection_stalls_with_ecs_message_and_is_not_retried_until_the_s
     // Fargate needs task-level memory; ECS (and moto) reject the registration.
     let mut bad = task_definition("bad", &family, "app:1", json!({}));
     bad["spec"].as_object_mut().expect("spec").remove("memory");
-    apply(&api, &bad).await;
+    apply_json(&api, &bad).await;
     let (_, reason, message) = wait_for("Stalled", 30, || async {
         let status = api.get("bad").await.ok()?.status?;
         condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
@@ -387,8 +347,8 @@ async fn an_ecs_rejection_stalls_with_ecs_message_and_is_not_retried_until_the_s
     // Fixing the spec is acted on at once.
     let mut fixed = bad.clone();
     fixed["spec"]["memory"] = json!("512");
-    apply(&api, &fixed).await;
-    ready(&api, "bad").await;
+    apply_json(&api, &fixed).await;
+    ready(&api, "bad", 60).await;
     let calls = ecs_calls(&ns);
     assert_eq!(
         calls_of(&calls, "RegisterTaskDefinition"),

@@ -184,18 +184,7 @@ mod tests {
 
     #[test]
     fn normalising_twice_changes_nothing() {
-        for name in [
-            "fargate-web",
-            "ec2-bridge",
-            "efs-access-point",
-            "firelens",
-            "linux-parameters",
-        ] {
-            let path = format!(
-                "{}/tests/fixtures/task_definitions/{name}.json",
-                env!("CARGO_MANIFEST_DIR")
-            );
-            let json: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+        for (name, json) in crate::ecs::task_definition_fixtures() {
             let once = normalise(json);
             assert_eq!(normalise(once.clone()), once, "{name}");
         }

@@ -111,7 +111,7 @@ impl TagChanges {
 }
 
 /// Applies tag changes to an ECS resource: one TagResource and/or one UntagResource.
-pub async fn apply_tag_changes(
+async fn apply_tag_changes(
     ecs: &aws_sdk_ecs::Client,
     arn: &str,
     changes: &TagChanges,
@@ -141,11 +141,24 @@ pub async fn apply_tag_changes(
     Ok(())
 }
 
-/// Names of the tag keys a change touches, for events.
-pub fn describe_tag_changes(changes: &TagChanges) -> String {
+/// Brings a resource's tags to the user's (when spec.tags is set) plus the ownership tags,
+/// with at most one TagResource and one UntagResource. Returns the change, named for an
+/// Event ("tags (team, env)"), or None when the tags were right.
+pub async fn sync_tags(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+    desired_user: Option<&BTreeMap<String, String>>,
+    ownership: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> Result<Option<String>, crate::ecs::error::EcsError> {
+    let changes = tag_changes(desired_user, ownership, observed);
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    apply_tag_changes(ecs, arn, &changes).await?;
     let mut keys: Vec<&str> = changes.add.keys().map(String::as_str).collect();
     keys.extend(changes.remove.iter().map(String::as_str));
-    format!("tags ({})", keys.join(", "))
+    Ok(Some(format!("tags ({})", keys.join(", "))))
 }
 
 #[cfg(test)]

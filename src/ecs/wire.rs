@@ -64,17 +64,18 @@ mod tests {
     use crate::api::ecs_types::RegisterTaskDefinitionInput;
     use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkInput;
 
-    fn fixture(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/tests/fixtures/task_definitions/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+    fn linux_parameters() -> serde_json::Value {
+        let fixtures = crate::ecs::task_definition_fixtures();
+        fixtures
+            .into_iter()
+            .find(|(n, _)| *n == "linux-parameters")
+            .expect("fixture")
+            .1
     }
 
     #[test]
     fn a_task_definition_reaches_the_sdk_with_every_member() {
-        let spec: RegisterTaskDefinitionInput = serde_json::from_value(fixture("linux-parameters")).expect("spec");
+        let spec: RegisterTaskDefinitionInput = serde_json::from_value(linux_parameters()).expect("spec");
         let sdk = to_sdk(&spec, SdkInput::deserialize).expect("to SDK");
         let container = &sdk.container_definitions.as_deref().expect("containers")[0];
         let linux = container.linux_parameters.as_ref().expect("linuxParameters");
@@ -89,14 +90,7 @@ mod tests {
 
     #[test]
     fn every_fixture_survives_the_round_trip_through_the_sdk() {
-        for name in [
-            "fargate-web",
-            "ec2-bridge",
-            "efs-access-point",
-            "firelens",
-            "linux-parameters",
-        ] {
-            let json = fixture(name);
+        for (name, json) in crate::ecs::task_definition_fixtures() {
             let spec: RegisterTaskDefinitionInput = serde_json::from_value(json.clone()).expect("spec");
             let sdk = to_sdk(&spec, SdkInput::deserialize).expect("to SDK");
             let back: RegisterTaskDefinitionInput = from_sdk(&sdk).expect("from SDK");

@@ -16,12 +16,12 @@ use aws_sdk_ecs::types::{Cluster, ClusterField};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::{Context, Error, Managed, Note, Outcome, State};
+use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
+use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
 use crate::ecs::wire::{from_sdk, to_sdk};
 
 /// ECS errors that mean "the cluster still holds something; delete that first".
@@ -76,27 +76,14 @@ impl Managed for EcsCluster {
             }
             Some(cluster) => {
                 let tags = sdk_tag_map(cluster.tags());
-                if !owned_by(&tags, self) {
-                    if !self.spec.options.adopt {
-                        return Err(Error::NotOwned(format!(
-                            "ECS cluster {name} exists and was not created by this object; set spec.adopt: true to manage it"
-                        )));
-                    }
-                    events.push(Note::normal("Adopted", format!("took over cluster {name}")));
-                }
-                let changed = converge(&ecs, &self.spec.cluster, &cluster).await?;
-                let tag_diff = tag_changes(user_tags.as_ref(), &ownership_tags, &tags);
-                if !tag_diff.is_empty() {
-                    apply_tag_changes(&ecs, cluster.cluster_arn().unwrap_or_default(), &tag_diff).await?;
-                }
-                let mut fields = changed;
-                if !tag_diff.is_empty() && owned_by(&tags, self) {
-                    fields.push(ownership::describe_tag_changes(&tag_diff));
-                }
-                if !fields.is_empty() {
-                    let reason = if spec_changed { "Updated" } else { "DriftCorrected" };
-                    events.push(Note::normal(reason, format!("updated {}", fields.join(", "))));
-                }
+                let adopted = claim(self, &tags, &format!("ECS cluster {name}"))?;
+                let mut fields = converge(&ecs, &self.spec.cluster, &cluster).await?;
+                let arn = cluster.cluster_arn().unwrap_or_default();
+                let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership_tags, &tags).await?;
+                // NB: tagging an adopted resource is part of adopting it, not a change to report.
+                fields.extend(retagged.filter(|_| adopted.is_none()));
+                events.extend(adopted);
+                events.extend(Note::changed(spec_changed, &fields));
                 cluster
             }
         };
@@ -137,8 +124,7 @@ impl Managed for EcsCluster {
         let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await? else {
             return Ok(vec![]);
         };
-        let tags = sdk_tag_map(cluster.tags());
-        if !owned_by(&tags, self) {
+        if !owned_by(&sdk_tag_map(cluster.tags()), self) {
             return Ok(vec![Note::normal(
                 "Retained",
                 format!("left cluster {name}: this object does not own it"),

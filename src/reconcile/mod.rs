@@ -10,7 +10,7 @@ pub mod events;
 pub mod service;
 pub mod task_definition;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,7 @@ use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions}
 
 use crate::ecs::client::EcsClients;
 use crate::ecs::error::{EcsError, ErrorClass};
+use crate::ecs::ownership;
 use crate::ecs::wire::WireError;
 use events::EventPublisher;
 
@@ -189,6 +190,28 @@ impl Note {
             message: message.into(),
         }
     }
+
+    /// "updated <fields>": Updated when the spec asked for it, DriftCorrected when ECS had
+    /// moved away from an unchanged spec. None when nothing changed.
+    pub fn changed(asked_for: bool, fields: &[String]) -> Option<Self> {
+        let reason = if asked_for { "Updated" } else { "DriftCorrected" };
+        (!fields.is_empty()).then(|| Self::normal(reason, format!("updated {}", fields.join(", "))))
+    }
+}
+
+/// Claims an existing ECS resource for `obj`: fine when its tags say `obj` owns it, taken
+/// over (an Adopted note) when `obj` adopts, otherwise [`Error::NotOwned`] saying how to
+/// adopt. `what` describes the resource, e.g. "ECS cluster prod".
+pub fn claim<K: Managed>(obj: &K, tags: &BTreeMap<String, String>, what: &str) -> Result<Option<Note>, Error> {
+    if ownership::owned_by(tags, obj) {
+        Ok(None)
+    } else if obj.options().adopt {
+        Ok(Some(Note::normal("Adopted", format!("took over {what}"))))
+    } else {
+        Err(Error::NotOwned(format!(
+            "{what} was not created by this object; set spec.adopt: true to manage it"
+        )))
+    }
 }
 
 /// A Kubernetes kind the operator manages in ECS.
@@ -290,19 +313,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
             Ok(Action::requeue(recheck))
         }
         Err(err) => {
-            let status = obj.status().cloned().unwrap_or_default();
-            let conditions = conditions::from_error(&err);
-            write_status(obj, api, status, conditions).await?;
-            publish(
-                ctx,
-                obj,
-                vec![Note {
-                    warning: true,
-                    reason: err.reason(),
-                    message: err.to_string(),
-                }],
-            )
-            .await;
+            report_error(obj, ctx, api, &err).await?;
             if err.is_terminal() {
                 warn!(object = %obj.name_any(), error = %err, "stalled");
                 Ok(Action::requeue(ctx.settings.stalled_retry_interval))
@@ -320,21 +331,24 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
             Ok(Action::await_change())
         }
         Err(err) => {
-            let status = obj.status().cloned().unwrap_or_default();
-            write_status(obj, api, status, conditions::from_error(&err)).await?;
-            publish(
-                ctx,
-                obj,
-                vec![Note {
-                    warning: true,
-                    reason: err.reason(),
-                    message: err.to_string(),
-                }],
-            )
-            .await;
+            report_error(obj, ctx, api, &err).await?;
             Err(err)
         }
     }
+}
+
+/// Puts a failed reconcile into the conditions (keeping the kind's status fields) and a
+/// Warning Event carrying the error's own words.
+async fn report_error<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, err: &Error) -> Result<(), Error> {
+    let status = obj.status().cloned().unwrap_or_default();
+    write_status(obj, api, status, conditions::from_error(err)).await?;
+    let note = Note {
+        warning: true,
+        reason: err.reason(),
+        message: err.to_string(),
+    };
+    publish(ctx, obj, vec![note]).await;
+    Ok(())
 }
 
 /// Writes status with server-side apply, unless nothing but timestamps would change.

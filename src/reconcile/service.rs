@@ -21,14 +21,14 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{Context, Error, Managed, Note, Outcome, State};
+use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::service::{DeploymentSummary, ServiceEventSummary};
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
 };
 use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
+use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
 use crate::ecs::wire::{WireError, to_sdk};
 
 /// How many of ECS's service events status keeps.
@@ -131,27 +131,13 @@ impl EcsService {
         let namespace = self.namespace().unwrap_or_default();
         let cluster = match (&self.spec.cluster_ref, &self.spec.service.cluster) {
             (Some(reference), _) => {
-                let api: Api<EcsCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-                let found = api.get_opt(&reference.name).await?;
-                let ready = found.as_ref().and_then(|c| {
+                let arn = |c: &EcsCluster| {
                     let status = c.status.as_ref()?;
-                    is_ready(&status.common).then_some(())?;
                     Some((status.cluster_arn.clone()?, status.region.clone()))
-                });
-                match ready {
-                    Some((arn, cluster_region)) => {
-                        check_region("EcsCluster", &reference.name, cluster_region.as_deref(), region)?;
-                        arn
-                    }
-                    None => {
-                        return Ok(Err(Waiting {
-                            reason: "WaitingForCluster",
-                            message: match found {
-                                None => format!("EcsCluster {} does not exist", reference.name),
-                                Some(_) => format!("EcsCluster {} is not Ready", reference.name),
-                            },
-                        }));
-                    }
+                };
+                match referenced(ctx, &namespace, &reference.name, region, "WaitingForCluster", arn).await? {
+                    Ok(arn) => arn,
+                    Err(waiting) => return Ok(Err(waiting)),
                 }
             }
             (None, Some(cluster)) => cluster.clone(),
@@ -159,30 +145,22 @@ impl EcsService {
         };
         let task_definition = match (&self.spec.task_definition_ref, &self.spec.service.task_definition) {
             (Some(reference), _) => {
-                let api: Api<EcsTaskDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
-                let found = api.get_opt(&reference.name).await?;
-                let ready = found.as_ref().and_then(|t| {
+                let arn = |t: &EcsTaskDefinition| {
                     let status = t.status.as_ref()?;
-                    // NB: the revision must describe the current generation, or a service
-                    // would roll to a revision that is about to be replaced.
-                    (status.common.observed_generation == t.metadata.generation && is_ready(&status.common))
-                        .then_some(())?;
                     Some((status.task_definition_arn.clone()?, status.region.clone()))
-                });
-                match ready {
-                    Some((arn, td_region)) => {
-                        check_region("EcsTaskDefinition", &reference.name, td_region.as_deref(), region)?;
-                        arn
-                    }
-                    None => {
-                        return Ok(Err(Waiting {
-                            reason: "WaitingForTaskDefinition",
-                            message: match found {
-                                None => format!("EcsTaskDefinition {} does not exist", reference.name),
-                                Some(_) => format!("EcsTaskDefinition {} is not Ready", reference.name),
-                            },
-                        }));
-                    }
+                };
+                match referenced(
+                    ctx,
+                    &namespace,
+                    &reference.name,
+                    region,
+                    "WaitingForTaskDefinition",
+                    arn,
+                )
+                .await?
+                {
+                    Ok(arn) => arn,
+                    Err(waiting) => return Ok(Err(waiting)),
                 }
             }
             (None, Some(td)) => td.clone(),
@@ -195,20 +173,47 @@ impl EcsService {
     }
 }
 
+/// The ARN of a referenced object once it is Ready for its current generation (a task
+/// definition about to register a new revision must not send the service to the old one),
+/// or why the service has to wait for it. It must live in the service's region.
+async fn referenced<K: Managed>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    region: &str,
+    waiting: &'static str,
+    arn_and_region: impl Fn(&K) -> Option<(String, Option<String>)>,
+) -> Result<Result<String, Waiting>, Error> {
+    let kind = K::kind(&());
+    let found = Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    let Some(obj) = found else {
+        return Ok(Err(Waiting {
+            reason: waiting,
+            message: format!("{kind} {name} does not exist"),
+        }));
+    };
+    let mut status = obj.status().cloned().unwrap_or_default();
+    let common = K::common(&mut status);
+    let current = common.observed_generation == obj.meta().generation && is_ready(common);
+    match arn_and_region(&obj).filter(|_| current) {
+        Some((_, Some(theirs))) if theirs != region => Err(Error::Invalid(format!(
+            "{kind} {name} is in region {theirs} and this service in {region}; a service can only use resources of its own region"
+        ))),
+        Some((arn, _)) => Ok(Ok(arn)),
+        None => Ok(Err(Waiting {
+            reason: waiting,
+            message: format!("{kind} {name} is not Ready"),
+        })),
+    }
+}
+
 fn is_ready(common: &CommonStatus) -> bool {
     common
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-fn check_region(kind: &str, name: &str, theirs: Option<&str>, ours: &str) -> Result<(), Error> {
-    match theirs {
-        Some(theirs) if theirs != ours => Err(Error::Invalid(format!(
-            "{kind} {name} is in region {theirs} and this service in {ours}; a service can only use resources of its own region"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// True when ECS's task definition ARN is what the spec asks for: an ARN or family:revision
@@ -314,15 +319,11 @@ impl Managed for EcsService {
             }
             Some(service) => {
                 let tags = sdk_tag_map(service.tags());
-                if !owned_by(&tags, self) {
-                    if !self.spec.options.adopt {
-                        return Err(Error::NotOwned(format!(
-                            "ECS service {name} exists in cluster {} and was not created by this object; set spec.adopt: true to manage it",
-                            target.cluster
-                        )));
-                    }
-                    events.push(Note::normal("Adopted", format!("took over service {name}")));
-                }
+                let adopted = claim(
+                    self,
+                    &tags,
+                    &format!("ECS service {name} in cluster {}", target.cluster),
+                )?;
                 if let Some(field) = self.immutable_difference(&service) {
                     if !self.spec.allow_replacement {
                         return Err(Error::Invalid(format!(
@@ -345,23 +346,15 @@ impl Managed for EcsService {
                     .failed_task_definition_arn
                     .as_deref()
                     .is_some_and(|failed| !spec_changed && task_definition_matches(&target.task_definition, failed));
-                let (service, changed) = self.converge(&ecs, &target, service, &previous, failed_again).await?;
-                let tag_diff = tag_changes(user_tags.as_ref(), &ownership_tags, &tags);
-                if !tag_diff.is_empty() {
-                    apply_tag_changes(&ecs, service.service_arn().unwrap_or_default(), &tag_diff).await?;
-                }
-                let mut fields = changed;
-                if !tag_diff.is_empty() && owned_by(&tags, self) {
-                    fields.push(ownership::describe_tag_changes(&tag_diff));
-                }
-                if !fields.is_empty() {
-                    let reason = if spec_changed || fields.iter().any(|f| f.starts_with("taskDefinition")) {
-                        "Updated"
-                    } else {
-                        "DriftCorrected"
-                    };
-                    events.push(Note::normal(reason, format!("updated {}", fields.join(", "))));
-                }
+                let (service, mut fields) = self.converge(&ecs, &target, service, &previous, failed_again).await?;
+                let arn = service.service_arn().unwrap_or_default();
+                let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership_tags, &tags).await?;
+                // NB: tagging an adopted resource is part of adopting it, not a change to report.
+                fields.extend(retagged.filter(|_| adopted.is_none()));
+                events.extend(adopted);
+                // A new revision of the referenced task definition is asked for, not drift.
+                let asked_for = spec_changed || fields.iter().any(|f| f == "taskDefinition");
+                events.extend(Note::changed(asked_for, &fields));
                 service
             }
             None => {

@@ -13,12 +13,12 @@ use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStat
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::{Context, Error, Managed, Note, Outcome, State};
+use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::normalize::{content_hash, task_definition_content};
-use crate::ecs::ownership::{self, apply_tag_changes, owned_by, sdk_tag_map, tag_changes, tag_list, tag_map};
+use crate::ecs::ownership::{self, sdk_tag_map, sync_tags, tag_list, tag_map};
 use crate::ecs::wire::{from_sdk, to_sdk};
 
 /// Tag recording the hash of the normalised content a revision was registered from.
@@ -80,33 +80,17 @@ impl Managed for EcsTaskDefinition {
             Some((td, tags)) if td.status() == Some(&TaskDefinitionStatus::Active) => Some((td, tags)),
             _ => None,
         };
-        let current = match current {
-            Some((td, tags)) if owned_by(&tags, self) => Some((td, tags)),
-            Some((td, tags)) if self.spec.options.adopt => {
-                events.push(Note::normal("Adopted", format!("took over {}", arn_of(&td))));
-                Some((td, tags))
-            }
-            Some((td, _)) => {
-                return Err(Error::NotOwned(format!(
-                    "task definition family {family} has revisions this object did not register (latest: {}); \
-                     set spec.adopt: true to register new revisions into it (existing revisions are left alone)",
-                    arn_of(&td)
-                )));
-            }
-            None => None,
-        };
+        if let Some((td, tags)) = &current {
+            // NB: adopting a family registers new revisions into it; revisions anyone else
+            // registered are never touched.
+            let what = format!("task definition family {family} (latest revision {})", arn_of(td));
+            events.extend(claim(self, tags, &what)?);
+        }
 
         let (td, registered) = match current {
             Some((td, tags)) if in_sync(&td, &tags, &hash, &content) => {
-                let changes = tag_changes(user_tags.as_ref(), &wanted_tags, &tags);
-                if !changes.is_empty() {
-                    apply_tag_changes(&ecs, &arn_of(&td), &changes).await?;
-                    let reason = if spec_changed { "TagsUpdated" } else { "DriftCorrected" };
-                    events.push(Note::normal(
-                        reason,
-                        format!("updated {}", ownership::describe_tag_changes(&changes)),
-                    ));
-                }
+                let retagged = sync_tags(&ecs, &arn_of(&td), user_tags.as_ref(), &wanted_tags, &tags).await?;
+                events.extend(Note::changed(spec_changed, &Vec::from_iter(retagged)));
                 (td, false)
             }
             other => {

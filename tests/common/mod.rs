@@ -304,3 +304,67 @@ pub async fn events_for(client: &Client, namespace: &str, name: &str) -> Vec<(St
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+/// Server-side applies a JSON manifest through a typed API, as `kubectl apply --server-side`.
+pub async fn apply_json<K>(api: &Api<K>, obj: &serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj["metadata"]["name"].as_str().expect("metadata.name");
+    api.patch(
+        name,
+        &PatchParams::apply("ecs-operator-tests").force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+/// Waits until an object is Ready=True for its current generation, and returns it.
+pub async fn ready<K: ecs_operator::reconcile::Managed>(api: &Api<K>, name: &str, timeout_secs: u64) -> K {
+    wait_for(&format!("{name} Ready"), timeout_secs, || async {
+        let obj = api.get(name).await.ok()?;
+        let mut status = obj.status().cloned()?;
+        let common = K::common(&mut status);
+        let current = common.observed_generation == obj.meta().generation;
+        (current && condition(&common.conditions, "Ready").is_some_and(|(s, _, _)| s == "True")).then_some(obj)
+    })
+    .await
+}
+
+/// Waits until an object is gone (its finalizer released).
+pub async fn gone<K>(api: &Api<K>, name: &str, timeout_secs: u64)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(&format!("{name} to go"), timeout_secs, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+/// Waits until the operator of `namespace` has made `more` further calls of `operation`
+/// (for example three resyncs' worth of reads).
+pub async fn more_calls(namespace: &str, operation: &str, more: u64) {
+    let start = calls_of(&ecs_calls(namespace), operation);
+    wait_for(&format!("{more} more {operation} calls"), 30, || async {
+        (calls_of(&ecs_calls(namespace), operation) >= start + more).then_some(())
+    })
+    .await;
+}
+
+/// Waits for an Event about `name` with `reason` whose message contains `text`.
+pub async fn event(client: &Client, namespace: &str, name: &str, reason: &str, text: &str) {
+    wait_for(
+        &format!("a {reason} event about {name} mentioning {text}"),
+        30,
+        || async {
+            let events = events_for(client, namespace, name).await;
+            events
+                .iter()
+                .any(|(r, m)| r == reason && m.contains(text))
+                .then_some(())
+        },
+    )
+    .await;
+}
