@@ -353,3 +353,56 @@ async fn retain_leaves_the_service_running() {
         .expect("clean up");
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn with_allow_replacement_a_launch_type_or_name_change_recreates_the_service() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "svc-replace").await;
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    let cluster_name = format!("{ns}-main");
+    apply(&client, &ns, &cluster(&ns)).await;
+    apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
+    let ec2 = json!({"allowReplacement": true, "launchType": "EC2"});
+    apply(&client, &ns, &service("web", "web", ec2)).await;
+    ready(&services, "web", 60).await;
+
+    let fargate = json!({"allowReplacement": true, "launchType": "FARGATE"});
+    apply(&client, &ns, &service("web", "web", fargate)).await;
+    ready(&services, "web", 60).await;
+    let out = ecs_client()
+        .describe_services()
+        .cluster(&cluster_name)
+        .services("web")
+        .send()
+        .await
+        .expect("describe");
+    let launch_type = out
+        .services()
+        .first()
+        .and_then(|s| s.launch_type())
+        .map(|l| l.as_str().to_string());
+    assert_eq!(launch_type.as_deref(), Some("FARGATE"));
+    let calls = ecs_calls(&ns);
+    assert_eq!(
+        (calls_of(&calls, "DeleteService"), calls_of(&calls, "CreateService")),
+        (1, 2),
+        "{calls:?}"
+    );
+
+    let renamed = json!({"allowReplacement": true, "launchType": "FARGATE", "serviceName": "web-v2"});
+    apply(&client, &ns, &service("web", "web", renamed)).await;
+    let obj = ready(&services, "web", 60).await;
+    assert!(
+        obj.status
+            .and_then(|s| s.service_arn)
+            .is_some_and(|arn| arn.ends_with("/web-v2"))
+    );
+    assert_eq!(
+        ecs_service(&cluster_name, "web").await.0,
+        "INACTIVE",
+        "the old service is gone, not leaked"
+    );
+    assert_eq!(ecs_service(&cluster_name, "web-v2").await.0, "ACTIVE");
+    delete_namespace(&client, &ns).await;
+}

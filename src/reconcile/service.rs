@@ -462,9 +462,10 @@ impl EcsService {
         input.task_definition = Some(target.task_definition.clone());
         input.tags = Some(tag_list(&tags));
         let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
-        // NB: the UID (36 characters, ECS's limit) makes a retried create idempotent, so a
-        // crash between CreateService and the status write cannot make a second service.
-        let token = self.metadata.uid.clone().unwrap_or_default();
+        let token = client_token(
+            self.metadata.uid.as_deref().unwrap_or_default(),
+            self.metadata.generation,
+        );
         let out = ecs
             .create_service()
             .client_token(token)
@@ -695,6 +696,16 @@ fn observe_into(status: &mut EcsServiceStatus, service: &Service) {
             message: e.message().unwrap_or_default().to_string(),
         })
         .collect();
+}
+
+/// CreateService's clientToken: derived from the object's UID, so that a create retried
+/// after a crash between CreateService and the status write cannot make a second service;
+/// and from its generation, so that a service recreated after a replacement is a new
+/// request to ECS rather than a replay of the first. 36 characters, ECS's limit.
+pub fn client_token(uid: &str, generation: Option<i64>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{uid}/{}", generation.unwrap_or_default()));
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..36].to_string()
 }
 
 fn same_cluster(a: &str, b: &str) -> bool {
@@ -972,6 +983,14 @@ mod tests {
             .expect_err("throttled");
         assert!(!err.is_terminal());
         assert_eq!(err.reason(), "Throttled");
+    }
+
+    #[test]
+    fn the_client_token_is_stable_per_generation_and_fits_ecs() {
+        let uid = "0319410a-003c-402b-8da7-8c6453ab2353";
+        assert_eq!(client_token(uid, Some(1)), client_token(uid, Some(1)));
+        assert_ne!(client_token(uid, Some(1)), client_token(uid, Some(2)));
+        assert_eq!(client_token(uid, Some(1)).len(), 36);
     }
 
     #[test]
