@@ -8,9 +8,12 @@ use serde_json::Value;
 pub fn is_subset(desired: &Value, observed: &Value) -> bool {
     match (desired, observed) {
         (Value::Null, _) => true,
+        // NB: ECS omits empty lists and objects; an explicit [] or {} asks for nothing.
+        (Value::Array(want), Value::Null) => want.is_empty(),
+        (Value::Object(want), Value::Null) => want.values().all(|v| is_subset(v, &Value::Null)),
         (Value::Object(want), Value::Object(have)) => want
             .iter()
-            .all(|(k, v)| v.is_null() || have.get(k).is_some_and(|h| is_subset(v, h))),
+            .all(|(k, v)| is_subset(v, have.get(k).unwrap_or(&Value::Null))),
         (Value::Array(want), Value::Array(have)) => {
             want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
         }
@@ -43,5 +46,14 @@ mod tests {
         assert!(is_subset(&json!([{"a": 1}]), &json!([{"a": 1, "b": 2}])));
         assert!(!is_subset(&json!([{"a": 1}]), &json!([{"a": 1}, {"a": 2}])));
         assert!(is_subset(&json!(1), &json!(1.0)));
+    }
+
+    #[test]
+    fn empty_lists_and_objects_match_absent_ones() {
+        assert!(is_subset(&json!({"placementConstraints": [], "tags": {}}), &json!({})));
+        assert!(!is_subset(
+            &json!({"placementConstraints": [{"type": "distinctInstance"}]}),
+            &json!({})
+        ));
     }
 }

@@ -105,6 +105,11 @@ impl Managed for EcsCluster {
                 reason: "Active",
                 message: format!("cluster {name} is ACTIVE"),
             },
+            // NB: FAILED (capacity provider setup failed) does not heal by polling.
+            "FAILED" => State::Failed {
+                reason: "ClusterFailed",
+                message: format!("ECS reports cluster {name} FAILED; delete and recreate the EcsCluster"),
+            },
             other => State::InProgress {
                 reason: "Provisioning",
                 message: format!("cluster {name} is {other}"),

@@ -2,7 +2,7 @@
 //! present, the other two only while true; lastTransitionTime moves only when a condition's
 //! status does.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -83,8 +83,10 @@ pub fn merge(previous: &[Condition], wanted: Vec<Wanted>, generation: Option<i64
 const TERMINAL_REASONS: &[&str] = &["EcsRejected", "AccessDenied", "InvalidSpec", "NotOwned", "NoRegion"];
 
 /// While an object is Stalled by a terminal error on its current generation, how long to
-/// wait before one more try. None when it should be reconciled now.
-pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration) -> Option<Duration> {
+/// wait before one more try: `interval` after the later of the stall and the last attempt
+/// this process made (the condition's time stays put while it remains Stalled). None when
+/// it should be reconciled now.
+pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration, last_attempt: Option<Instant>) -> Option<Duration> {
     let mut status = obj.status().cloned()?;
     let common = K::common(&mut status);
     if common.observed_generation != obj.meta().generation {
@@ -95,6 +97,9 @@ pub fn stalled_hold_off<K: Managed>(obj: &K, interval: Duration) -> Option<Durat
         .iter()
         .find(|c| c.type_ == "Stalled" && c.status == "True" && TERMINAL_REASONS.contains(&c.reason.as_str()))?;
     let since = Timestamp::now().duration_since(stalled.last_transition_time.0);
-    let elapsed = Duration::try_from(since).unwrap_or_default();
+    let mut elapsed = Duration::try_from(since).unwrap_or_default();
+    if let Some(attempt) = last_attempt {
+        elapsed = elapsed.min(attempt.elapsed());
+    }
     interval.checked_sub(elapsed).filter(|left| !left.is_zero())
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -63,6 +63,8 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per object UID, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each object last tried its current generation and stalled (UID/generation).
+    stalled_attempts: Mutex<HashMap<String, Instant>>,
 }
 
 impl Context {
@@ -76,6 +78,7 @@ impl Context {
             events,
             settings,
             failures: Mutex::new(HashMap::new()),
+            stalled_attempts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -296,13 +299,28 @@ async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action,
 }
 
 async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
-    if let Some(wait) = conditions::stalled_hold_off(obj, ctx.settings.stalled_retry_interval) {
+    let attempt_key = format!(
+        "{}/{}",
+        obj.uid().unwrap_or_default(),
+        obj.meta().generation.unwrap_or_default()
+    );
+    let last_attempt = ctx
+        .stalled_attempts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&attempt_key)
+        .copied();
+    if let Some(wait) = conditions::stalled_hold_off(obj, ctx.settings.stalled_retry_interval, last_attempt) {
         debug!(object = %obj.name_any(), "stalled on this generation; not retrying yet");
         return Ok(Action::requeue(wait));
     }
     match obj.apply(ctx).await {
         Ok(outcome) => {
             forget_failures(ctx, obj);
+            ctx.stalled_attempts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&attempt_key);
             let recheck = match &outcome.state {
                 State::Ready { .. } | State::Failed { .. } => ctx.settings.resync_interval,
                 State::InProgress { recheck, .. } => *recheck,
@@ -315,6 +333,10 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
         Err(err) => {
             report_error(obj, ctx, api, &err).await?;
             if err.is_terminal() {
+                ctx.stalled_attempts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(attempt_key, Instant::now());
                 warn!(object = %obj.name_any(), error = %err, "stalled");
                 Ok(Action::requeue(ctx.settings.stalled_retry_interval))
             } else {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
-use aws_sdk_ecs::types::{DeploymentRolloutState, Service, ServiceField};
+use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceField};
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -306,6 +306,7 @@ impl Managed for EcsService {
         }
 
         let observed = describe(&ecs, &target.cluster, &name).await?;
+        let mut failure = None;
         let service = match observed {
             Some(service) if service.status() == Some("DRAINING") => {
                 let state = State::InProgress {
@@ -342,11 +343,12 @@ impl Managed for EcsService {
                     };
                     return Ok(Outcome { status, state, events });
                 }
-                let failed_again = previous
-                    .failed_task_definition_arn
-                    .as_deref()
-                    .is_some_and(|failed| !spec_changed && task_definition_matches(&target.task_definition, failed));
-                let (service, mut fields) = self.converge(&ecs, &target, service, &previous, failed_again).await?;
+                // NB: a failure must be known before converging, or the first pass after a
+                // rollback would deploy the broken revision again.
+                failure = self.rollout_failure(&service, &target, &previous);
+                let (service, mut fields) = self
+                    .converge(&ecs, &target, service, &previous, failure.is_some())
+                    .await?;
                 let arn = service.service_arn().unwrap_or_default();
                 let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership_tags, &tags).await?;
                 // NB: tagging an adopted resource is part of adopting it, not a change to report.
@@ -371,7 +373,14 @@ impl Managed for EcsService {
 
         observe_into(&mut status, &service);
         status.observed_redeploy_trigger = self.spec.redeploy_trigger.clone();
-        let state = self.readiness(&service, &target, &mut status, &previous);
+        status.failed_task_definition_arn = failure.as_ref().map(|(td, _)| td.clone());
+        let state = match failure {
+            Some((_, message)) => State::Failed {
+                reason: "RolloutFailed",
+                message,
+            },
+            None => self.readiness(&service, &target),
+        };
         Ok(Outcome { status, state, events })
     }
 
@@ -384,11 +393,23 @@ impl Managed for EcsService {
             )]);
         }
         let status = self.status.clone().unwrap_or_default();
-        let (Some(arn), Some(cluster)) = (status.service_arn, status.cluster_arn) else {
-            return Ok(vec![]); // never created
+        // NB: without an ARN in status (a create whose status write was lost) the service is
+        // looked up by name in its cluster; delete_and_wait checks it is this object's.
+        let service = status.service_arn.clone().unwrap_or_else(|| name.clone());
+        let cluster = match (status.cluster_arn, &self.spec.cluster_ref, &self.spec.service.cluster) {
+            (Some(arn), _, _) => arn,
+            (None, Some(reference), _) => {
+                let api: Api<EcsCluster> = Api::namespaced(ctx.client.clone(), &self.namespace().unwrap_or_default());
+                match api.get_opt(&reference.name).await?.and_then(|c| c.status?.cluster_arn) {
+                    Some(arn) => arn,
+                    None => return Ok(vec![]), // the cluster never existed, so neither did the service
+                }
+            }
+            (None, None, Some(cluster)) => cluster.clone(),
+            (None, None, None) => "default".to_string(),
         };
         let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
-        self.delete_and_wait(&ecs, &cluster, &arn).await
+        self.delete_and_wait(&ecs, &cluster, &service).await
     }
 }
 
@@ -511,7 +532,7 @@ impl EcsService {
         target: &Target,
         service: Service,
         previous: &EcsServiceStatus,
-        failed_again: bool,
+        rollout_failed: bool,
     ) -> Result<(Service, Vec<String>), Error> {
         let observed: Value = crate::ecs::wire::from_sdk(&service)?;
         let primary: Value = observed["deployments"]
@@ -524,13 +545,14 @@ impl EcsService {
             let Some(want) = desired.get(*field).filter(|v| !v.is_null()) else {
                 continue;
             };
+            let want = &comparable(field, want);
             let have = if DEPLOYMENT_LEVEL.contains(field) {
                 &primary[*field]
             } else {
                 &observed[*field]
             };
             if !is_subset(want, have) {
-                update.insert((*field).into(), want.clone());
+                update.insert((*field).into(), desired[*field].clone());
             }
         }
         if let Some(count) = self.spec.service.desired_count
@@ -539,7 +561,7 @@ impl EcsService {
             update.insert("desiredCount".into(), json!(count));
         }
         let running = service.task_definition().unwrap_or_default();
-        if !task_definition_matches(&target.task_definition, running) && !failed_again {
+        if !task_definition_matches(&target.task_definition, running) && !rollout_failed {
             update.insert("taskDefinition".into(), json!(target.task_definition));
         }
         let mut changed: Vec<String> = update.keys().cloned().collect();
@@ -586,45 +608,64 @@ impl EcsService {
         Ok((service, changed))
     }
 
-    /// Ready only when steady; Failed when the rollout to the wanted task definition failed.
-    fn readiness(
+    /// The failed rollout of the wanted task definition, which must not be retried: a FAILED
+    /// deployment of it that no newer deployment of it superseded, or a failure recorded
+    /// earlier in this generation (after rolling back, ECS drops the FAILED deployment).
+    /// Returns the task definition and the message for the Stalled condition.
+    fn rollout_failure(
         &self,
         service: &Service,
         target: &Target,
-        status: &mut EcsServiceStatus,
         previous: &EcsServiceStatus,
-    ) -> State {
-        let name = service.service_name().unwrap_or_default();
-        let failed = service.deployments().iter().find(|d| {
-            d.rollout_state() == Some(&DeploymentRolloutState::Failed)
-                && d.task_definition()
-                    .is_some_and(|td| task_definition_matches(&target.task_definition, td))
-        });
+    ) -> Option<(String, String)> {
+        let on_target = |d: &Deployment| {
+            d.task_definition()
+                .is_some_and(|td| task_definition_matches(&target.task_definition, td))
+        };
+        let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
+        let superseded = |failed: &Deployment| {
+            primary.is_some_and(|p| {
+                on_target(p)
+                    && p.rollout_state() != Some(&DeploymentRolloutState::Failed)
+                    && p.created_at() > failed.created_at()
+            })
+        };
+        let failed = service
+            .deployments()
+            .iter()
+            .find(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed) && on_target(d) && !superseded(d));
         if let Some(failed) = failed {
-            status.failed_task_definition_arn = failed.task_definition().map(str::to_owned);
-            return State::Failed {
-                reason: "RolloutFailed",
-                message: format!(
-                    "the deployment of {} failed: {}; it is not retried until the spec or the task definition changes",
-                    failed.task_definition().unwrap_or_default(),
-                    failed.rollout_state_reason().unwrap_or("no reason given")
-                ),
-            };
+            let td = failed.task_definition().unwrap_or_default().to_string();
+            let reason = failed.rollout_state_reason().unwrap_or("no reason given");
+            let message = format!(
+                "the deployment of {td} failed: {reason}; it is not retried until the spec or the task definition changes"
+            );
+            return Some((td, message));
         }
-        if let Some(failed) = previous.failed_task_definition_arn.as_deref()
-            && task_definition_matches(&target.task_definition, failed)
-            && previous.common.observed_generation == self.metadata.generation
-        {
-            // ECS rolled back and dropped the FAILED deployment; still not retried.
-            status.failed_task_definition_arn = Some(failed.to_string());
-            return State::Failed {
-                reason: "RolloutFailed",
-                message: format!(
-                    "the deployment of {failed} failed; it is not retried until the spec or the task definition changes"
-                ),
-            };
-        }
-        status.failed_task_definition_arn = None;
+        let recorded = previous
+            .failed_task_definition_arn
+            .as_deref()
+            .filter(|failed| task_definition_matches(&target.task_definition, failed))?;
+        let stalled_this_generation = previous.common.conditions.iter().any(|c| {
+            c.type_ == "Stalled"
+                && c.status == "True"
+                && c.reason == "RolloutFailed"
+                && c.observed_generation == self.metadata.generation
+        });
+        let recovered =
+            primary.is_some_and(|p| on_target(p) && p.rollout_state() == Some(&DeploymentRolloutState::Completed));
+        (stalled_this_generation && !recovered).then(|| {
+            let message = format!(
+                "the deployment of {recorded} failed; it is not retried until the spec or the task definition changes"
+            );
+            (recorded.to_string(), message)
+        })
+    }
+
+    /// Ready only when steady: the PRIMARY deployment runs the wanted task definition, its
+    /// rollout is COMPLETED, it is the only one, and running == desired.
+    fn readiness(&self, service: &Service, target: &Target) -> State {
+        let name = service.service_name().unwrap_or_default();
         let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
         let Some(primary) = primary else {
             return State::InProgress {
@@ -706,6 +747,23 @@ pub fn client_token(uid: &str, generation: Option<i64>) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{uid}/{}", generation.unwrap_or_default()));
     digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..36].to_string()
+}
+
+/// The desired value as ECS can be compared with it: ECS reports a Service Connect
+/// namespace as an ARN, so a namespace given by name is left out of the comparison (it
+/// cannot be checked without Cloud Map).
+fn comparable(field: &str, want: &Value) -> Value {
+    let mut want = want.clone();
+    if field == "serviceConnectConfiguration"
+        && let Some(config) = want.as_object_mut()
+        && config
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.starts_with("arn:"))
+    {
+        config.remove("namespace");
+    }
+    want
 }
 
 fn same_cluster(a: &str, b: &str) -> bool {
@@ -822,8 +880,6 @@ mod tests {
     #[test]
     fn ready_only_when_the_primary_deployment_is_steady_on_the_wanted_revision() {
         let svc = object();
-        let mut status = EcsServiceStatus::default();
-        let previous = svc.status.clone().expect("status");
         let rolling = service(
             "ACTIVE",
             vec![
@@ -832,7 +888,7 @@ mod tests {
             ],
         );
         assert!(matches!(
-            svc.readiness(&rolling, &target(), &mut status, &previous),
+            svc.readiness(&rolling, &target()),
             State::InProgress {
                 reason: "RollingOut",
                 ..
@@ -843,20 +899,14 @@ mod tests {
             vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
         );
         assert!(
-            matches!(
-                svc.readiness(&old, &target(), &mut status, &previous),
-                State::InProgress { .. }
-            ),
-            "the old revision is not the wanted one"
+            matches!(svc.readiness(&old, &target()), State::InProgress { .. }),
+            "the old revision is not wanted"
         );
         let steady = service(
             "ACTIVE",
             vec![deployment("PRIMARY", TD_2, DeploymentRolloutState::Completed, 2)],
         );
-        assert!(matches!(
-            svc.readiness(&steady, &target(), &mut status, &previous),
-            State::Ready { .. }
-        ));
+        assert!(matches!(svc.readiness(&steady, &target()), State::Ready { .. }));
     }
 
     #[tokio::test]
@@ -871,40 +921,52 @@ mod tests {
                 deployment("ACTIVE", TD_2, DeploymentRolloutState::Failed, 0),
             ],
         );
-        let mut status = EcsServiceStatus::default();
-        match svc.readiness(&rolled_back, &target(), &mut status, &previous) {
-            State::Failed { reason, message } => {
-                assert_eq!(reason, "RolloutFailed");
-                assert!(
-                    message.contains("circuit breaker"),
-                    "ECS's reason reaches the user: {message}"
-                );
-            }
-            _ => panic!("expected Failed"),
-        }
-        assert_eq!(status.failed_task_definition_arn.as_deref(), Some(TD_2));
-
-        // Next pass, same generation: no UpdateService back to the failed revision (the mock
-        // client has no rule, so any call would fail the test).
+        let (td, message) = svc
+            .rollout_failure(&rolled_back, &target(), &previous)
+            .expect("a failure");
+        assert_eq!(td, TD_2);
+        assert!(
+            message.contains("circuit breaker"),
+            "ECS's reason reaches the user: {message}"
+        );
+        // ... and the same pass must not deploy it again (the mock has no rule: a call fails).
         let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[]);
+        let (_, changed) = svc
+            .converge(&ecs, &target(), rolled_back, &previous, true)
+            .await
+            .expect("no call");
+        assert!(changed.is_empty());
+
+        // Later, ECS has dropped the FAILED deployment: the failure recorded in this
+        // generation still holds, so nothing is retried.
+        let stalled = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            reason: "RolloutFailed".into(),
+            message: message.clone(),
+            observed_generation: Some(2),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+        };
         let previous = EcsServiceStatus {
             failed_task_definition_arn: Some(TD_2.into()),
+            common: CommonStatus {
+                observed_generation: Some(2),
+                conditions: vec![stalled],
+            },
             ..previous
         };
         let after_rollback = service(
             "ACTIVE",
             vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
         );
-        let (_, changed) = svc
-            .converge(&ecs, &target(), after_rollback.clone(), &previous, true)
-            .await
-            .expect("no call");
-        assert!(changed.is_empty());
-        let mut status = EcsServiceStatus::default();
-        assert!(matches!(
-            svc.readiness(&after_rollback, &target(), &mut status, &previous),
-            State::Failed { .. }
-        ));
+        assert!(svc.rollout_failure(&after_rollback, &target(), &previous).is_some());
+
+        // A new generation (the user changed the spec) retries.
+        let mut retried = svc.clone();
+        retried.metadata.generation = Some(3);
+        assert!(retried.rollout_failure(&after_rollback, &target(), &previous).is_none());
     }
 
     #[tokio::test]

@@ -76,28 +76,44 @@ impl Managed for EcsTaskDefinition {
         // One read: the revision this object registered last, or the family's latest.
         let lookup = previous.task_definition_arn.clone().unwrap_or_else(|| family.clone());
         let mut events = vec![];
-        let current = match describe(&ecs, &lookup).await? {
-            Some((td, tags)) if td.status() == Some(&TaskDefinitionStatus::Active) => Some((td, tags)),
-            _ => None,
-        };
-        if let Some((td, tags)) = &current {
+        let mut current = describe_active(&ecs, &lookup).await?;
+        let stale = current
+            .as_ref()
+            .is_none_or(|(td, tags)| !in_sync(td, tags, &hash, &content));
+        if stale && previous.task_definition_arn.is_some() {
+            // NB: a revision registered in a pass whose status write was lost is the family's
+            // latest, tagged with this object and this content: take it instead of
+            // registering (and leaking) one more. Costs a read only when content changed.
+            let latest = describe_active(&ecs, &family).await?;
+            if let Some((td, tags)) =
+                latest.filter(|(_, tags)| ownership::owned_by(tags, self) && tags.get(CONTENT_HASH) == Some(&hash))
+            {
+                current = Some((td, tags));
+            }
+        }
+        let ours = current
+            .as_ref()
+            .is_some_and(|(_, tags)| ownership::owned_by(tags, self));
+        if let Some((td, tags)) = &current
+            && !ours
+            && previous.task_definition_arn.as_deref() != Some(arn_of(td).as_str())
+        {
             // NB: adopting a family registers new revisions into it; revisions anyone else
-            // registered are never touched.
+            // registered are never tagged as this object's, retired or deleted.
             let what = format!("task definition family {family} (latest revision {})", arn_of(td));
             events.extend(claim(self, tags, &what)?);
         }
 
         let (td, registered) = match current {
             Some((td, tags)) if in_sync(&td, &tags, &hash, &content) => {
-                let retagged = sync_tags(&ecs, &arn_of(&td), user_tags.as_ref(), &wanted_tags, &tags).await?;
+                let own_tags = if ours { wanted_tags.clone() } else { BTreeMap::new() };
+                let retagged = sync_tags(&ecs, &arn_of(&td), user_tags.as_ref(), &own_tags, &tags).await?;
                 events.extend(Note::changed(spec_changed, &Vec::from_iter(retagged)));
                 (td, false)
             }
             other => {
                 let why = match &other {
-                    Some((old, _)) => {
-                        format!("changed: {}", changed_fields(old, &content).join(", "))
-                    }
+                    Some((old, _)) => format!("changed: {}", changed_fields(old, &content).join(", ")),
                     None if previous.task_definition_arn.is_some() => {
                         "its last revision is no longer ACTIVE in ECS".to_string()
                     }
@@ -112,17 +128,27 @@ impl Managed for EcsTaskDefinition {
             }
         };
 
+        // Only revisions this object registered are kept in history (and ever retired).
         let mut active = previous.active_revisions.clone();
-        if !active.contains(&td.revision()) {
+        if (ours || registered) && !active.contains(&td.revision()) {
             active.push(td.revision());
         }
-        if registered {
-            let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
-            let excess = active.len().saturating_sub(limit);
-            let old: Vec<i32> = active.drain(..excess).collect();
-            if !old.is_empty() {
-                let note = retire(&ecs, &family, &old).await?;
-                events.push(note);
+        let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
+        let excess = active.len().saturating_sub(limit);
+        if excess > 0 {
+            let old = active[..excess].to_vec();
+            // NB: a failure here must not fail the pass: the new revision is registered and
+            // has to reach status; the old ones are retired on a later pass.
+            match retire(&ecs, &family, &old).await {
+                Ok(note) => {
+                    active.drain(..excess);
+                    events.push(note);
+                }
+                Err(err) => events.push(Note {
+                    warning: true,
+                    reason: "RetireFailed",
+                    message: format!("revisions {old:?} of {family} stay ACTIVE for now, retried later: {err}"),
+                }),
             }
         }
 
@@ -144,11 +170,7 @@ impl Managed for EcsTaskDefinition {
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
         let family = self.family();
-        let status = self.status.clone().unwrap_or_default();
-        let mut revisions = status.active_revisions.clone();
-        if let Some(current) = status.revision.filter(|r| !revisions.contains(r)) {
-            revisions.push(current);
-        }
+        let revisions = self.status.clone().unwrap_or_default().active_revisions;
         if self.spec.options.deletion_policy == DeletionPolicy::Retain || revisions.is_empty() {
             return Ok(vec![Note::normal(
                 "Retained",
@@ -158,6 +180,15 @@ impl Managed for EcsTaskDefinition {
         let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
         Ok(vec![retire(&ecs, &family, &revisions).await?])
     }
+}
+
+/// The revision if ECS has it ACTIVE.
+async fn describe_active(
+    ecs: &aws_sdk_ecs::Client,
+    task_definition: &str,
+) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
+    let found = describe(ecs, task_definition).await?;
+    Ok(found.filter(|(td, _)| td.status() == Some(&TaskDefinitionStatus::Active)))
 }
 
 /// DescribeTaskDefinition with tags; None when ECS does not know it.
