@@ -3,4 +3,7 @@
 
 pub mod api;
 pub mod ecs;
+pub mod leader;
 pub mod reconcile;
+pub mod server;
+pub mod telemetry;

@@ -1,5 +1,6 @@
 //! The `ecs-operator` binary: wiring only.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ecs_operator::api;
 use ecs_operator::ecs::client::EcsClients;
+use ecs_operator::leader::LeaderElector;
 use ecs_operator::reconcile::{self, Context, Settings};
+use ecs_operator::server::{self, Health};
+use ecs_operator::telemetry::{self, LogFormat, Metrics};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(name = "ecs-operator", version, about = "Manage Amazon ECS from Kubernetes")]
@@ -25,28 +31,68 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Run the controllers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
-#[derive(Args, Default)]
+#[derive(Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "ECS_OPERATOR_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag, or comma-separate); all when unset.
+    #[arg(long = "namespace", env = "ECS_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Reconcile only objects with these labels (e.g. `shard=a`), to split objects across
+    /// several operator deployments.
+    #[arg(long, env = "ECS_OPERATOR_SELECTOR")]
+    selector: Option<String>,
     /// Default AWS region for objects without spec.region (default: the SDK's, e.g. AWS_REGION).
     #[arg(long, env = "ECS_OPERATOR_REGION")]
     region: Option<String>,
+    /// At most this many reconciles at once per kind (0: unbounded).
+    #[arg(long, env = "ECS_OPERATOR_MAX_CONCURRENT_RECONCILES", default_value_t = 10)]
+    max_concurrent_reconciles: u16,
     /// How often in-sync objects are re-observed to catch drift, in seconds.
     #[arg(long, env = "ECS_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
     /// How long a Stalled object waits before one retry without a spec change, in seconds.
     #[arg(long, env = "ECS_OPERATOR_STALLED_RETRY_SECONDS", default_value_t = 3600)]
     stalled_retry_seconds: u64,
+    /// Address of /metrics.
+    #[arg(long, env = "ECS_OPERATOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Address of /healthz and /readyz (may equal the metrics address).
+    #[arg(long, env = "ECS_OPERATOR_HEALTH_ADDRESS", default_value = "0.0.0.0:8081")]
+    health_address: SocketAddr,
+    /// Log format: json (default when stdout is not a terminal, as in a pod) or text.
+    #[arg(long, env = "ECS_OPERATOR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Log level, as a tracing filter (e.g. `info` or `debug,kube=info`).
+    #[arg(long, env = "ECS_OPERATOR_LOG_LEVEL", default_value = "info,kube=warn")]
+    log_level: String,
+    /// Elect a leader on a Lease so that several replicas can run; only the leader reconciles.
+    #[arg(long, env = "ECS_OPERATOR_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader election Lease (default: the pod's, POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "ECS_OPERATOR_LEASE_NAME", default_value = "ecs-operator")]
+    lease_name: String,
+    /// How long a leader's lease lasts without renewal, in seconds (the failover time).
+    #[arg(long, env = "ECS_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// This replica's identity in the Lease (default: POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
+    #[arg(long, env = "ECS_OPERATOR_SHUTDOWN_SECONDS", default_value_t = 30)]
+    shutdown_seconds: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match Cli::parse().command.unwrap_or(Command::Run(RunArgs::default())) {
+    let command = Cli::parse()
+        .command
+        .unwrap_or_else(|| Command::Run(Box::new(RunArgs::parse_from(["run"]))));
+    match command {
         Command::Crd { out_dir: None } => {
             for crd in api::crds() {
                 print!("---\n{}", api::crd_yaml(&crd)?);
@@ -59,24 +105,94 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
+    }
+}
+
+impl RunArgs {
+    fn parse_from<'a>(args: impl IntoIterator<Item = &'a str>) -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        Only::parse_from(args).run
     }
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
+    telemetry::init_logging(args.log_format, &args.log_level);
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    server::serve(args.metrics_address, health.clone(), metrics.clone()).await?;
+    if args.health_address != args.metrics_address {
+        server::serve(args.health_address, health.clone(), metrics.clone()).await?;
+    }
+
     let client = kube::Client::try_default().await?;
-    let ecs = EcsClients::load(args.region).await;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let elector = args.leader_elect.then(|| {
+        let identity = args.identity.clone().unwrap_or_else(default_identity);
+        LeaderElector::new(
+            client.clone(),
+            &args.leader_election_namespace,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(args.lease_seconds.max(1)),
+        )
+    });
+    if let Some(elector) = &elector {
+        // NB: a standby is healthy and ready; it just does not reconcile.
+        health.set_ready(true);
+        tokio::select! {
+            () = elector.acquire() => {}
+            _ = terminate.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        health.set_ready(false);
+    }
+
+    let ecs = EcsClients::load(args.region.clone(), metrics.clone()).await;
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         stalled_retry_interval: Duration::from_secs(args.stalled_retry_seconds),
-        namespace: args.namespace,
+        namespaces: args.namespaces.clone(),
+        label_selector: args.selector.clone(),
+        concurrency: args.max_concurrent_reconciles,
     };
-    tracing::info!(?settings, "starting controllers");
-    reconcile::run(Arc::new(Context::new(client, ecs, settings))).await;
+    info!(?settings, "starting controllers");
+    let ctx = Arc::new(Context::new(client, ecs, settings, metrics));
+    let shutdown = Duration::from_secs(args.shutdown_seconds);
+    let controllers = reconcile::run(ctx, health);
+    tokio::pin!(controllers);
+    let lost = async {
+        match &elector {
+            Some(elector) => elector.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = &mut controllers => {}
+        () = lost => {
+            error!("lost the leader lease; exiting so that only one replica reconciles");
+            std::process::exit(1);
+        }
+        _ = terminate.recv() => {
+            // NB: the controllers stop taking work on the same signal and finish what is in
+            // flight; bound how long that may take.
+            info!("SIGTERM: finishing in-flight reconciles");
+            if tokio::time::timeout(shutdown, &mut controllers).await.is_err() {
+                warn!(?shutdown, "in-flight reconciles did not finish in time");
+            }
+        }
+    }
+    if let Some(elector) = &elector {
+        elector.release().await;
+    }
     Ok(())
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }

@@ -3,13 +3,20 @@
 //! `AWS_ENDPOINT_URL` is honoured by aws-config, which is how tests reach the local endpoint.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+
+use crate::telemetry::Metrics;
 
 /// ECS clients per region, sharing one credential chain.
 pub struct EcsClients {
     base: SdkConfig,
+    metrics: Arc<Metrics>,
     default_region: Option<String>,
     by_region: Mutex<HashMap<String, aws_sdk_ecs::Client>>,
 }
@@ -17,11 +24,12 @@ pub struct EcsClients {
 impl EcsClients {
     /// Loads the default credential chain and region; `default_region` overrides the region
     /// the chain finds (AWS_REGION, profile, ...).
-    pub async fn load(default_region: Option<String>) -> Self {
+    pub async fn load(default_region: Option<String>, metrics: Arc<Metrics>) -> Self {
         let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let default_region = default_region.or_else(|| base.region().map(|r| r.to_string()));
         Self {
             base,
+            metrics,
             default_region,
             by_region: Mutex::new(HashMap::new()),
         }
@@ -40,9 +48,48 @@ impl EcsClients {
             .or_insert_with(|| {
                 let config = aws_sdk_ecs::config::Builder::from(&self.base)
                     .region(Region::new(region.to_string()))
+                    .interceptor(CountCalls(self.metrics.clone()))
                     .build();
                 aws_sdk_ecs::Client::from_conf(config)
             })
             .clone()
+    }
+}
+
+/// Counts every ECS call attempt (retries included: each is a call ECS throttles) by
+/// operation and outcome: success, throttled, or error.
+struct CountCalls(Arc<Metrics>);
+
+impl std::fmt::Debug for CountCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountCalls")
+    }
+}
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg.load::<Metadata>().map(|m| m.name()).unwrap_or("unknown");
+        let outcome = match context.response() {
+            Some(r) if r.status().is_success() => "success",
+            Some(r)
+                if r.headers()
+                    .get("x-amzn-errortype")
+                    .is_some_and(|t| t.starts_with("Throttling")) =>
+            {
+                "throttled"
+            }
+            _ => "error",
+        };
+        self.0.ecs_call(operation, outcome);
+        Ok(())
     }
 }

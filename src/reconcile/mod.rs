@@ -16,11 +16,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -35,6 +37,9 @@ use crate::ecs::ownership;
 use crate::ecs::wire::WireError;
 use events::EventPublisher;
 
+use crate::server::Health;
+use crate::telemetry::Metrics;
+
 /// The finalizer on every object: the ECS resource is cleaned up before the object goes.
 pub const FINALIZER: &str = "ecs.operator.dev/finalizer";
 /// The one field manager status is written with.
@@ -47,8 +52,12 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// How long a Stalled object waits before one more try without a spec change.
     pub stalled_retry_interval: Duration,
-    /// Watch only this namespace (all when None).
-    pub namespace: Option<String>,
+    /// Watch only these namespaces (all when empty).
+    pub namespaces: Vec<String>,
+    /// Reconcile only objects matching this label selector (to shard across deployments).
+    pub label_selector: Option<String>,
+    /// At most this many reconciles at once per kind (0: unbounded).
+    pub concurrency: u16,
 }
 
 /// Everything a reconcile needs.
@@ -61,6 +70,8 @@ pub struct Context {
     pub events: EventPublisher,
     /// Operator-wide settings.
     pub settings: Settings,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Consecutive failures per object UID, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// When each object last tried its current generation and stalled (UID/generation).
@@ -69,7 +80,7 @@ pub struct Context {
 
 impl Context {
     /// A context for the controllers.
-    pub fn new(client: Client, ecs: EcsClients, settings: Settings) -> Self {
+    pub fn new(client: Client, ecs: EcsClients, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
         let events = EventPublisher::new(client.clone(), FIELD_MANAGER, &instance);
         Self {
@@ -77,6 +88,7 @@ impl Context {
             ecs,
             events,
             settings,
+            metrics,
             failures: Mutex::new(HashMap::new()),
             stalled_attempts: Mutex::new(HashMap::new()),
         }
@@ -244,32 +256,66 @@ pub trait Managed:
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
 }
 
-/// Runs the controllers of every kind until a shutdown signal.
-pub async fn run(ctx: Arc<Context>) {
-    let services = service::controller(api(&ctx), api(&ctx), api(&ctx));
-    futures::join!(
-        drive(
-            Controller::new(api::<EcsTaskDefinition>(&ctx), watcher::Config::default()),
-            ctx.clone()
-        ),
-        drive(
-            Controller::new(api::<EcsCluster>(&ctx), watcher::Config::default()),
-            ctx.clone()
-        ),
-        drive(services, ctx.clone()),
-    );
+/// Runs the controllers of every kind until a shutdown signal; marks `health` ready once
+/// every watch cache has synced.
+pub async fn run(ctx: Arc<Context>, health: Arc<Health>) {
+    let scopes: Vec<Option<String>> = match ctx.settings.namespaces.as_slice() {
+        [] => vec![None],
+        namespaces => namespaces.iter().cloned().map(Some).collect(),
+    };
+    let mut synced: Vec<BoxFuture<'static, ()>> = vec![];
+    let mut controllers: Vec<BoxFuture<'static, ()>> = vec![];
+    for scope in &scopes {
+        let task_definitions = Controller::new(api::<EcsTaskDefinition>(&ctx, scope), watch_config(&ctx));
+        let clusters = Controller::new(api::<EcsCluster>(&ctx, scope), watch_config(&ctx));
+        let services = service::controller(api(&ctx, scope), api(&ctx, scope), api(&ctx, scope), watch_config(&ctx));
+        synced.push(cache_synced(task_definitions.store()));
+        synced.push(cache_synced(clusters.store()));
+        synced.push(cache_synced(services.store()));
+        controllers.push(drive(task_definitions, ctx.clone()).boxed());
+        controllers.push(drive(clusters, ctx.clone()).boxed());
+        controllers.push(drive(services, ctx.clone()).boxed());
+    }
+    tokio::spawn(async move {
+        futures::future::join_all(synced).await;
+        info!("watch caches synced");
+        health.set_ready(true);
+    });
+    futures::future::join_all(controllers).await;
 }
 
-/// The API of a kind in the watched namespace (or all).
-fn api<K: Managed>(ctx: &Context) -> Api<K> {
-    match &ctx.settings.namespace {
+fn cache_synced<K: Managed>(store: Store<K>) -> BoxFuture<'static, ()> {
+    async move {
+        // NB: the controller waits on the same store; kube's readiness signal wakes only the
+        // last waiter, so poll it instead of waiting once.
+        while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
+            .await
+            .is_err()
+        {}
+    }
+    .boxed()
+}
+
+/// The watch configuration: the label selector, if the operator shards by one.
+fn watch_config(ctx: &Context) -> watcher::Config {
+    match &ctx.settings.label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
+/// The API of a kind in one watched namespace, or in all.
+fn api<K: Managed>(ctx: &Context, namespace: &Option<String>) -> Api<K> {
+    match namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     }
 }
 
 async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     controller
+        .with_config(config)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -299,6 +345,8 @@ async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action,
 }
 
 async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let kind = K::kind(&());
     let attempt_key = format!(
         "{}/{}",
         obj.uid().unwrap_or_default(),
@@ -326,8 +374,9 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
                 State::InProgress { recheck, .. } => *recheck,
             };
             let conditions = conditions::from_state(&outcome.state);
-            write_status(obj, api, outcome.status, conditions).await?;
+            write_status(obj, ctx, api, outcome.status, conditions).await?;
             publish(ctx, obj, outcome.events).await;
+            ctx.metrics.reconciled(&kind, "success", started.elapsed());
             Ok(Action::requeue(recheck))
         }
         Err(err) => {
@@ -347,13 +396,18 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
 }
 
 async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let kind = K::kind(&());
     match obj.cleanup(ctx).await {
         Ok(events) => {
             publish(ctx, obj, events).await;
+            ctx.metrics.object_ready(&obj.uid().unwrap_or_default(), &kind, None);
+            ctx.metrics.reconciled(&kind, "success", started.elapsed());
             Ok(Action::await_change())
         }
         Err(err) => {
             report_error(obj, ctx, api, &err).await?;
+            ctx.metrics.reconciled(&kind, "error", started.elapsed());
             Err(err)
         }
     }
@@ -363,7 +417,7 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
 /// Warning Event carrying the error's own words.
 async fn report_error<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, err: &Error) -> Result<(), Error> {
     let status = obj.status().cloned().unwrap_or_default();
-    write_status(obj, api, status, conditions::from_error(err)).await?;
+    write_status(obj, ctx, api, status, conditions::from_error(err)).await?;
     let note = Note {
         warning: true,
         reason: err.reason(),
@@ -376,6 +430,7 @@ async fn report_error<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, err: &Er
 /// Writes status with server-side apply, unless nothing but timestamps would change.
 async fn write_status<K: Managed>(
     obj: &K,
+    ctx: &Context,
     api: &Api<K>,
     mut status: K::Status,
     conditions: Vec<conditions::Wanted>,
@@ -388,6 +443,16 @@ async fn write_status<K: Managed>(
     let common = K::common(&mut status);
     common.observed_generation = obj.meta().generation;
     common.conditions = conditions::merge(&previous_conditions, conditions, obj.meta().generation);
+    let ready = common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone());
+    ctx.metrics.object_ready(
+        &obj.uid().unwrap_or_default(),
+        &K::kind(&()),
+        Some(ready.as_deref().unwrap_or("Unknown")),
+    );
     if previous.as_ref() == Some(&status) {
         return Ok(());
     }

@@ -73,8 +73,9 @@ pub fn controller(
     services: Api<EcsService>,
     clusters: Api<EcsCluster>,
     task_definitions: Api<EcsTaskDefinition>,
+    config: watcher::Config,
 ) -> Controller<EcsService> {
-    let controller = Controller::new(services, watcher::Config::default());
+    let controller = Controller::new(services, config);
     let by_cluster = controller.store();
     let by_task_definition = controller.store();
     controller

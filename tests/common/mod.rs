@@ -138,6 +138,7 @@ pub async fn apply(
 pub struct Operator {
     child: Option<std::process::Child>,
     namespace: String,
+    client_id: String,
     args: Vec<String>,
 }
 
@@ -149,13 +150,35 @@ impl Operator {
 
     /// Starts an operator with extra `run` arguments.
     pub fn start_with(namespace: &str, args: &[&str]) -> Self {
+        Self::start_as(namespace, namespace, args)
+    }
+
+    /// Starts an operator whose ECS calls are counted under `client_id`.
+    pub fn start_as(namespace: &str, client_id: &str, args: &[&str]) -> Self {
         let mut op = Self {
             child: None,
             namespace: namespace.to_string(),
+            client_id: client_id.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
         };
         op.spawn();
         op
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(std::process::Child::id).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod, and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        child.wait().expect("wait")
     }
 
     fn spawn(&mut self) {
@@ -164,15 +187,19 @@ impl Operator {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(logs.join(format!("{}.log", self.namespace)))
+            .open(logs.join(format!("{}.log", self.client_id)))
             .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-operator"));
-        cmd.args(["run", "--namespace", &self.namespace]).args(&self.args);
+        cmd.args(["run", "--namespace", &self.namespace, "--log-format", "text"])
+            .args(&self.args);
         if !self.args.iter().any(|a| a == "--resync-seconds") {
             cmd.args(["--resync-seconds", "1"]);
         }
+        if !self.args.iter().any(|a| a == "--metrics-address") {
+            cmd.args(["--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0"]);
+        }
         cmd.envs(&test_bed().vars)
-            .env("AWS_SDK_UA_APP_ID", &self.namespace)
+            .env("AWS_SDK_UA_APP_ID", &self.client_id)
             // NB: no profile files from the machine running the tests.
             .env("AWS_CONFIG_FILE", "/nonexistent")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
@@ -367,4 +394,30 @@ pub async fn event(client: &Client, namespace: &str, name: &str, reason: &str, t
         },
     )
     .await;
+}
+
+/// A free loopback port (bound and released; fine for a test's own server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// GET http://127.0.0.1:port/path: the status code and body, or None if nothing listens yet.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        code,
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }

@@ -1,0 +1,176 @@
+//! Logging and metrics.
+//!
+//! Metrics (Prometheus text at /metrics): reconciles by kind and outcome, reconcile
+//! duration by kind, ECS API calls by operation and outcome (throttles apart), and objects
+//! by kind and Ready status.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (the default when stdout is not a terminal, as in a pod).
+    Json,
+    /// Human-readable lines (the default on a terminal).
+    Text,
+}
+
+/// Sets up logging: `level` is a tracing filter (e.g. `info` or `info,kube=warn`).
+pub fn init_logging(format: Option<LogFormat>, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EcsCallLabels {
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    kind: String,
+    ready: String,
+}
+
+type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_seconds: HistogramFamily,
+    ecs_calls: Family<EcsCallLabels, Counter>,
+    objects: Family<ObjectLabels, Gauge>,
+    /// Each object's kind and Ready status, so that a change moves it between gauges.
+    ready_by_uid: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `ecs_operator` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ecs_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by kind and outcome (success, error, stalled)",
+            reconciles.clone(),
+        );
+        let reconcile_seconds: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took, by kind",
+            reconcile_seconds.clone(),
+        );
+        let ecs_calls = Family::<EcsCallLabels, Counter>::default();
+        registry.register(
+            "ecs_api_calls",
+            "ECS API calls (each attempt) by operation and outcome (success, throttled, error)",
+            ecs_calls.clone(),
+        );
+        let objects = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "objects",
+            "Objects by kind and Ready status (True, False, Unknown)",
+            objects.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            ecs_calls,
+            objects,
+            ready_by_uid: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one reconcile of `kind` with its outcome and duration.
+    pub fn reconciled(&self, kind: &str, outcome: &str, took: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.reconcile_seconds
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one ECS API call attempt.
+    pub fn ecs_call(&self, operation: &str, outcome: &str) {
+        self.ecs_calls
+            .get_or_create(&EcsCallLabels {
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Records an object's Ready status (None: the object is gone).
+    pub fn object_ready(&self, uid: &str, kind: &str, ready: Option<&str>) {
+        let mut by_uid = self.ready_by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((old_kind, old_ready)) = by_uid.remove(uid) {
+            self.objects
+                .get_or_create(&ObjectLabels {
+                    kind: old_kind,
+                    ready: old_ready,
+                })
+                .dec();
+        }
+        if let Some(ready) = ready {
+            self.objects
+                .get_or_create(&ObjectLabels {
+                    kind: kind.into(),
+                    ready: ready.into(),
+                })
+                .inc();
+            by_uid.insert(uid.into(), (kind.into(), ready.into()));
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // NB: writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,135 @@
+//! Running the operator the way platform teams do: health and readiness endpoints,
+//! Prometheus metrics, leader election between two replicas, graceful shutdown.
+
+mod common;
+
+use common::{
+    Operator, admin_client, apply_json, calls_of, delete_namespace, ecs_calls, ecs_writes, free_port, http_get,
+    namespace, ready, wait_for,
+};
+use ecs_operator::api::EcsCluster;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use serde_json::json;
+
+fn cluster(ns: &str, name: &str) -> serde_json::Value {
+    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster", "metadata": {"name": name},
+           "spec": {"clusterName": format!("{ns}-{name}")}})
+}
+
+/// The value of one Prometheus sample line `name{labels} value`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-metrics").await;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _operator = Operator::start_with(&ns, &["--metrics-address", &address, "--health-address", &address]);
+
+    wait_for("/healthz", 30, || async {
+        (http_get(port, "/healthz")?.0 == 200).then_some(())
+    })
+    .await;
+    wait_for("/readyz", 30, || async {
+        (http_get(port, "/readyz")?.0 == 200).then_some(())
+    })
+    .await;
+
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    apply_json(&clusters, &cluster(&ns, "main")).await;
+    ready(&clusters, "main", 60).await;
+    let metrics = wait_for("metrics of the reconciled cluster", 30, || async {
+        let (code, body) = http_get(port, "/metrics")?;
+        (code == 200 && body.contains(r#"ecs_operator_objects{kind="EcsCluster",ready="True"} 1"#)).then_some(body)
+    })
+    .await;
+    let reconciles = sample(
+        &metrics,
+        r#"ecs_operator_reconciles_total{kind="EcsCluster",outcome="success"}"#,
+    );
+    assert!(reconciles.is_some_and(|n| n >= 1.0), "{metrics}");
+    let creates = sample(
+        &metrics,
+        r#"ecs_operator_ecs_api_calls_total{operation="CreateCluster",outcome="success"}"#,
+    );
+    assert_eq!(creates, Some(1.0), "{metrics}");
+    assert_eq!(
+        Some(1.0),
+        Some(calls_of(&ecs_calls(&ns), "CreateCluster") as f64),
+        "the endpoint agrees"
+    );
+    let timed = sample(
+        &metrics,
+        r#"ecs_operator_reconcile_duration_seconds_count{kind="EcsCluster"}"#,
+    );
+    assert!(timed.is_some_and(|n| n >= 1.0), "{metrics}");
+    delete_namespace(&client, &ns).await;
+}
+
+async fn lease_holder(leases: &Api<Lease>, name: &str) -> Option<String> {
+    leases
+        .get_opt(name)
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_the_standby_takes_over_when_it_dies() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-leader").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let election = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        &ns,
+        "--lease-name",
+        "ecs-operator",
+        "--lease-seconds",
+        "3",
+    ];
+    let (a, b) = (format!("{ns}-a"), format!("{ns}-b"));
+    let mut first = Operator::start_as(&ns, &a, &[&election[..], &["--identity", &a]].concat());
+    wait_for("a to lead", 30, || async {
+        (lease_holder(&leases, "ecs-operator").await? == a).then_some(())
+    })
+    .await;
+    let mut second = Operator::start_as(&ns, &b, &[&election[..], &["--identity", &b]].concat());
+
+    apply_json(&clusters, &cluster(&ns, "one")).await;
+    ready(&clusters, "one", 60).await;
+    assert_eq!(
+        ecs_writes(&ecs_calls(&b)),
+        0,
+        "the standby made no ECS call that changes anything"
+    );
+    assert_eq!(calls_of(&ecs_calls(&b), "DescribeClusters"), 0, "nor any read");
+
+    // kill -9 the leader: the standby takes over once the lease expires, and finishes the work.
+    drop(first);
+    apply_json(&clusters, &cluster(&ns, "two")).await;
+    ready(&clusters, "two", 60).await;
+    assert_eq!(lease_holder(&leases, "ecs-operator").await.as_deref(), Some(b.as_str()));
+    assert_eq!(calls_of(&ecs_calls(&b), "CreateCluster"), 1);
+
+    // SIGTERM: the leader finishes, releases the lease and exits cleanly.
+    let status = second.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(lease_holder(&leases, "ecs-operator").await, None, "released on SIGTERM");
+    first = Operator::start_as(&ns, &a, &[&election[..], &["--identity", &a]].concat());
+    wait_for("a to lead again", 30, || async {
+        (lease_holder(&leases, "ecs-operator").await? == a).then_some(())
+    })
+    .await;
+    drop(first);
+    delete_namespace(&client, &ns).await;
+}
