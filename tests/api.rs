@@ -29,10 +29,22 @@ fn committed_crds_match_the_types() {
     let mut present: Vec<String> = std::fs::read_dir(&dir)
         .expect("crds/")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "kustomization.yaml")
         .collect();
     present.sort();
     expected.sort();
     assert_eq!(present, expected, "crds/ holds exactly one file per kind");
+    let kustomization: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization"))
+            .expect("YAML");
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected, "crds/kustomization.yaml lists every CRD");
 }
 
 #[tokio::test]

@@ -140,6 +140,7 @@ pub struct Operator {
     namespace: String,
     client_id: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -155,11 +156,17 @@ impl Operator {
 
     /// Starts an operator whose ECS calls are counted under `client_id`.
     pub fn start_as(namespace: &str, client_id: &str, args: &[&str]) -> Self {
+        Self::start_with_env(namespace, client_id, args, &[])
+    }
+
+    /// Starts an operator with environment variables over the test bed's (e.g. KUBECONFIG).
+    pub fn start_with_env(namespace: &str, client_id: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut op = Self {
             child: None,
             namespace: namespace.to_string(),
             client_id: client_id.to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         op.spawn();
         op
@@ -199,6 +206,7 @@ impl Operator {
             cmd.args(["--metrics-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0"]);
         }
         cmd.envs(&test_bed().vars)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("AWS_SDK_UA_APP_ID", &self.client_id)
             // NB: no profile files from the machine running the tests.
             .env("AWS_CONFIG_FILE", "/nonexistent")
@@ -420,4 +428,39 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
             .map(|(_, b)| b.to_string())
             .unwrap_or_default(),
     ))
+}
+
+/// Runs the test bed's kubectl as a user would, with `stdin` piped in; returns stdout, or
+/// panics with stderr.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    // NB: a private discovery cache, so that no earlier run's cache hides the CRDs.
+    let cache = std::env::temp_dir().join(format!("ecs-operator-kubectl-cache-{}", std::process::id()));
+    let mut child = Command::new(root().join(".testenv/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(test_bed().kubeconfig())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("kubectl output");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -250,9 +250,9 @@ def start():
 
 
 def install_crds():
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"),
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "crds"),
             "--field-manager=testenv")
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 def write_env(run):

@@ -1,0 +1,202 @@
+//! config/default (kustomize) renders and applies to a real apiserver; its RBAC grants
+//! exactly what the operator uses, and is enough: the operator, authenticated with its
+//! ServiceAccount's token rather than as admin, runs the whole create/update/delete flow.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{
+    Operator, admin_client, apply_json, delete_namespace, gone, kubectl, namespace, parse_manifest, ready, root,
+    test_bed,
+};
+use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
+use kube::api::{Api, DeleteParams};
+use serde_json::{Value, json};
+
+/// Every (API group, resource) the operator may touch, with the verbs it needs.
+fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
+    let mut allowed = BTreeMap::new();
+    for kind in ["ecsclusters", "ecstaskdefinitions", "ecsservices"] {
+        allowed.insert(
+            ("ecs.operator.dev", kind.to_string()),
+            BTreeSet::from(["get", "list", "watch", "patch", "update"]),
+        );
+        allowed.insert(
+            ("ecs.operator.dev", format!("{kind}/status")),
+            BTreeSet::from(["get", "patch", "update"]),
+        );
+        allowed.insert(
+            ("ecs.operator.dev", format!("{kind}/finalizers")),
+            BTreeSet::from(["update"]),
+        );
+    }
+    allowed.insert(
+        ("ecs.operator.dev", "ecsservices/scale".into()),
+        BTreeSet::from(["get", "patch", "update"]),
+    );
+    allowed.insert(("events.k8s.io", "events".into()), BTreeSet::from(["create", "patch"]));
+    allowed.insert(
+        ("coordination.k8s.io", "leases".into()),
+        BTreeSet::from(["get", "create", "update"]),
+    );
+    allowed
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_rendered_roles_grant_nothing_beyond_what_the_operator_uses() {
+    let rendered = kubectl(
+        &["kustomize", root().join("config/default").to_str().expect("path")],
+        None,
+    );
+    let allowed = allowed();
+    let mut roles = 0;
+    for obj in parse_manifest(&rendered) {
+        let kind = obj.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        roles += 1;
+        for rule in obj.data["rules"].as_array().expect("rules") {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    let permitted = allowed
+                        .iter()
+                        .find(|((g, r), _)| *g == group && *r == resource)
+                        .map(|(_, verbs)| verbs)
+                        .unwrap_or_else(|| panic!("{kind} grants {group}/{resource}, which the operator does not use"));
+                    for verb in strings(&rule["verbs"]) {
+                        assert!(
+                            permitted.contains(verb.as_str()),
+                            "{kind} grants {verb} on {group}/{resource}"
+                        );
+                    }
+                }
+            }
+            assert!(rule.get("nonResourceURLs").is_none(), "{kind} grants non-resource URLs");
+        }
+    }
+    assert_eq!(roles, 2, "one ClusterRole and the leader election Role");
+}
+
+/// A kubeconfig for the test bed's apiserver that authenticates with `token`.
+fn token_kubeconfig(token: &str, path: &std::path::Path) {
+    let admin: Value = serde_json::from_str(&std::fs::read_to_string(test_bed().kubeconfig()).expect("kubeconfig"))
+        .expect("kubeconfig JSON");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": admin["clusters"],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "testenv", "user": "operator"}}],
+    });
+    std::fs::write(path, config.to_string()).expect("write kubeconfig");
+}
+
+#[tokio::test]
+async fn the_operator_runs_the_whole_flow_with_only_its_service_accounts_rights() {
+    let client = admin_client().await;
+    let rendered = kubectl(
+        &["kustomize", root().join("config/default").to_str().expect("path")],
+        None,
+    );
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=rbac-test",
+            "-f",
+            "-",
+        ],
+        Some(&rendered),
+    );
+    let token = kubectl(
+        &[
+            "create",
+            "token",
+            "ecs-operator",
+            "-n",
+            "ecs-operator-system",
+            "--duration=1h",
+        ],
+        None,
+    );
+    let ns = namespace(&client, "rbac").await;
+    let kubeconfig = std::env::temp_dir().join(format!("{ns}.kubeconfig"));
+    token_kubeconfig(token.trim(), &kubeconfig);
+
+    let election = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        "ecs-operator-system",
+        "--lease-name",
+        &ns,
+    ];
+    let kubeconfig_path = kubeconfig.to_str().expect("path");
+    let _operator = Operator::start_with_env(&ns, &ns, &election, &[("KUBECONFIG", kubeconfig_path)]);
+
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let object = |kind: &str, name: &str, spec: Value| json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec});
+    let td = |image: &str| {
+        object(
+            "EcsTaskDefinition",
+            "web",
+            json!({"family": format!("{ns}-web"), "containerDefinitions": [{"name": "web", "image": image, "memory": 128}]}),
+        )
+    };
+    apply_json(
+        &clusters,
+        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+    )
+    .await;
+    apply_json(&task_definitions, &td("web:1")).await;
+    let service = object(
+        "EcsService",
+        "web",
+        json!({"clusterRef": {"name": "main"}, "taskDefinitionRef": {"name": "web"}, "desiredCount": 1}),
+    );
+    apply_json(&services, &service).await;
+    ready(&services, "web", 60).await;
+
+    apply_json(&task_definitions, &td("web:2")).await;
+    common::wait_for("the service on revision 2", 60, || async {
+        let status = services.get("web").await.ok()?.status?;
+        status
+            .task_definition_arn
+            .filter(|arn| arn.ends_with(&format!("{ns}-web:2")))
+            .map(|_| ())
+    })
+    .await;
+    let events = common::events_for(&client, &ns, "web").await;
+    assert!(
+        !events.is_empty(),
+        "Events were published with the operator's own rights"
+    );
+
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete service");
+    gone(&services, "web", 60).await;
+    task_definitions
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete task definition");
+    clusters
+        .delete("main", &DeleteParams::default())
+        .await
+        .expect("delete cluster");
+    gone(&task_definitions, "web", 60).await;
+    gone(&clusters, "main", 60).await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    delete_namespace(&client, &ns).await;
+}
