@@ -12,10 +12,12 @@ CARGO ?= cargo
 test: testenv lint
 	$(CARGO) test --all-targets --locked
 
-## tools: build kube-apiserver, etcd, kube-controller-manager and kubectl; create the venv
+## tools: build kube-apiserver, etcd, kube-controller-manager and kubectl; create the venv;
+## Debian's lua5.4 runs config/argocd/health.lua in the tests
 tools:
 	bash tests/testenv/build.sh
 	bash tests/testenv/venv.sh
+	@command -v lua5.4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lua5.4 >/dev/null; }
 
 ## testenv: start (or reuse) the local control plane and ECS endpoint; writes .testenv/env
 testenv: tools
