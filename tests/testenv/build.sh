@@ -19,6 +19,19 @@ build() { # <binary name> <package>
   ln -sf "$cache/$1" "$root/.testenv/bin/$1"
 }
 
+# Flux's status library (kstatus), wrapped by tests/testenv/kstatus/main.go; its own module
+# so that its Kubernetes dependencies do not meet the control plane's.
+kstatus_dir="$here/kstatus"
+kstatus_key="$(cat "$kstatus_dir/go.mod" "$kstatus_dir/go.sum" "$kstatus_dir/main.go" | sha256sum | cut -c1-12)"
+kstatus_cache="$(dirname "$cache")/kstatus-$kstatus_key"
+if [ ! -x "$kstatus_cache/kstatus" ]; then
+  echo "building kstatus (sigs.k8s.io/cli-utils)" >&2
+  mkdir -p "$kstatus_cache"
+  (cd "$kstatus_dir" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$kstatus_cache/kstatus.tmp" .)
+  mv "$kstatus_cache/kstatus.tmp" "$kstatus_cache/kstatus"
+fi
+ln -sf "$kstatus_cache/kstatus" "$root/.testenv/bin/kstatus"
+
 build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
