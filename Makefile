@@ -31,9 +31,10 @@ testenv-down:
 demo: testenv
 	bash tests/testenv/demo.sh
 
-## crds: regenerate crds/ from the Rust types
+## crds: regenerate crds/ and the chart's crds/ from the Rust types
 crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
+	$(CARGO) run --quiet --locked -- crd --out-dir charts/ecs-operator/crds
 
 ## generate: regenerate the ECS input mirrors from botocore's model, then crds/
 generate: tools

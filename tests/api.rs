@@ -45,6 +45,14 @@ fn committed_crds_match_the_types() {
         .collect();
     listed.sort();
     assert_eq!(listed, expected, "crds/kustomization.yaml lists every CRD");
+    for name in &expected {
+        let chart = std::fs::read_to_string(root().join("charts/ecs-operator/crds").join(name)).unwrap_or_default();
+        let committed = std::fs::read_to_string(dir.join(name)).expect("crd");
+        assert_eq!(
+            chart, committed,
+            "charts/ecs-operator/crds/{name} is out of date: run `make crds`"
+        );
+    }
 }
 
 #[tokio::test]

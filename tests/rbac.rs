@@ -1,6 +1,8 @@
-//! config/default (kustomize) renders and applies to a real apiserver; its RBAC grants
-//! exactly what the operator uses, and is enough: the operator, authenticated with its
-//! ServiceAccount's token rather than as admin, runs the whole create/update/delete flow.
+//! Both ways of installing, config/default (kustomize) and charts/ecs-operator (Helm,
+//! rendered by a helm built from its Go module), render and apply to a real apiserver;
+//! their RBAC grants exactly what the operator uses, and is enough: the operator,
+//! authenticated with the installed ServiceAccount's token rather than as admin, runs the
+//! whole create/update/delete flow.
 
 mod common;
 
@@ -41,6 +43,32 @@ fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
         BTreeSet::from(["get", "create", "update"]),
     );
     allowed
+}
+
+fn kustomize_rendered() -> String {
+    kubectl(
+        &["kustomize", root().join("config/default").to_str().expect("path")],
+        None,
+    )
+}
+
+/// The chart rendered by `helm template` into `namespace`, with extra `--set` values.
+fn chart_rendered(namespace: &str, set: &[&str]) -> String {
+    let mut args = vec!["template", "ecs", "charts/ecs-operator", "--namespace", namespace];
+    for value in set {
+        args.extend(["--set", value]);
+    }
+    let out = std::process::Command::new(root().join(".testenv/bin/helm"))
+        .args(&args)
+        .current_dir(root())
+        .output()
+        .expect("helm (built by make test)");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -100,12 +128,29 @@ fn token_kubeconfig(token: &str, path: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn the_operator_runs_the_whole_flow_with_only_its_service_accounts_rights() {
-    let client = admin_client().await;
-    let rendered = kubectl(
-        &["kustomize", root().join("config/default").to_str().expect("path")],
+async fn the_operator_runs_the_whole_flow_with_only_the_kustomize_service_accounts_rights() {
+    flow_with_service_account(&kustomize_rendered(), "ecs-operator-system", "rbac-kustomize").await;
+}
+
+#[tokio::test]
+async fn the_operator_runs_the_whole_flow_with_only_the_charts_service_accounts_rights() {
+    let namespace = "ecs-operator-chart";
+    kubectl(
+        &["create", "namespace", namespace, "--dry-run=client", "-o", "yaml"],
         None,
     );
+    let manifest = kubectl(
+        &["create", "namespace", namespace, "--dry-run=client", "-o", "yaml"],
+        None,
+    );
+    kubectl(&["apply", "--server-side", "-f", "-"], Some(&manifest));
+    flow_with_service_account(&chart_rendered(namespace, &[]), namespace, "rbac-chart").await;
+}
+
+/// Applies a rendered installation, then runs the operator with a token of its
+/// ServiceAccount (`ecs-operator` in `sa_namespace`) through create, rollout and delete.
+async fn flow_with_service_account(rendered: &str, sa_namespace: &str, test: &str) {
+    let client = admin_client().await;
     kubectl(
         &[
             "apply",
@@ -115,27 +160,20 @@ async fn the_operator_runs_the_whole_flow_with_only_its_service_accounts_rights(
             "-f",
             "-",
         ],
-        Some(&rendered),
+        Some(rendered),
     );
     let token = kubectl(
-        &[
-            "create",
-            "token",
-            "ecs-operator",
-            "-n",
-            "ecs-operator-system",
-            "--duration=1h",
-        ],
+        &["create", "token", "ecs-operator", "-n", sa_namespace, "--duration=1h"],
         None,
     );
-    let ns = namespace(&client, "rbac").await;
+    let ns = namespace(&client, test).await;
     let kubeconfig = std::env::temp_dir().join(format!("{ns}.kubeconfig"));
     token_kubeconfig(token.trim(), &kubeconfig);
 
     let election = [
         "--leader-elect",
         "--leader-election-namespace",
-        "ecs-operator-system",
+        sa_namespace,
         "--lease-name",
         &ns,
     ];
@@ -199,4 +237,71 @@ async fn the_operator_runs_the_whole_flow_with_only_its_service_accounts_rights(
     gone(&clusters, "main", 60).await;
     let _ = std::fs::remove_file(&kubeconfig);
     delete_namespace(&client, &ns).await;
+}
+
+#[test]
+fn the_chart_runs_locked_down_and_validates_its_values() {
+    let rendered = chart_rendered("ecs-operator-chart", &[]);
+    let objects = parse_manifest(&rendered);
+    let deployment = objects
+        .iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "Deployment"))
+        .expect("a Deployment");
+    let pod = &deployment.data["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], json!(true));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        json!("RuntimeDefault")
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], json!(true));
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], json!(false));
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], json!("/healthz"));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], json!("/readyz"));
+    assert!(container["resources"]["requests"].is_object() && container["resources"]["limits"].is_object());
+    let kinds = |text: &str| -> Vec<String> {
+        parse_manifest(text)
+            .iter()
+            .filter_map(|o| o.types.as_ref().map(|t| t.kind.clone()))
+            .collect()
+    };
+    assert!(
+        !kinds(&rendered)
+            .iter()
+            .any(|k| k == "ServiceMonitor" || k == "PodDisruptionBudget"),
+        "both optional"
+    );
+    let optional = chart_rendered(
+        "ecs-operator-chart",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "podDisruptionBudget.enabled=true",
+        ],
+    );
+    let optional_kinds = kinds(&optional);
+    assert!(
+        optional_kinds.iter().any(|k| k == "ServiceMonitor"),
+        "{optional_kinds:?}"
+    );
+    assert!(
+        optional_kinds.iter().any(|k| k == "PodDisruptionBudget"),
+        "{optional_kinds:?}"
+    );
+    let irsa = chart_rendered(
+        "ecs-operator-chart",
+        &["serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/ecs"],
+    );
+    assert!(
+        irsa.contains("eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/ecs"),
+        "{irsa}"
+    );
+
+    let bad = std::process::Command::new(root().join(".testenv/bin/helm"))
+        .args(["template", "ecs", "charts/ecs-operator", "--set", "replicaCount=0"])
+        .current_dir(root())
+        .output()
+        .expect("helm");
+    assert!(!bad.status.success(), "values.schema.json rejects replicaCount 0");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("replicaCount"));
 }

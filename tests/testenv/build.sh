@@ -32,6 +32,17 @@ if [ ! -x "$kstatus_cache/kstatus" ]; then
 fi
 ln -sf "$kstatus_cache/kstatus" "$root/.testenv/bin/kstatus"
 
+# helm, pinned in helm/go.mod, for the chart tests.
+helm_version="$(grep -oE 'helm.sh/helm/v3 v[0-9.]+' "$here/helm/go.mod" | head -1 | cut -d' ' -f2)"
+helm_cache="$(dirname "$cache")/helm-$helm_version"
+if [ ! -x "$helm_cache/helm" ]; then
+  echo "building helm $helm_version (a few minutes cold)" >&2
+  mkdir -p "$helm_cache"
+  (cd "$here/helm" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$helm_cache/helm.tmp" helm.sh/helm/v3/cmd/helm)
+  mv "$helm_cache/helm.tmp" "$helm_cache/helm"
+fi
+ln -sf "$helm_cache/helm" "$root/.testenv/bin/helm"
+
 build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
