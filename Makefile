@@ -6,11 +6,20 @@ SHELL := bash
 VENV_PY := .testenv/venv/bin/python
 CARGO ?= cargo
 
-.PHONY: test testenv testenv-down tools demo crds generate lint fmt clean
+.PHONY: test testenv testenv-down tools demo crds generate lint fmt clean image-build
 
-## test: install what is needed, start the test bed, check formatting and lints, run all tests
-test: testenv lint
+## test: install what is needed, start the test bed, check formatting and lints, run all
+## tests, and build the release binary the way the Dockerfile does
+test: testenv lint image-build
 	$(CARGO) test --all-targets --locked
+
+## image-build: the Dockerfile's build command (no Docker engine runs here), and a check
+## that the binary carries the version of Cargo.toml
+image-build:
+	grep -q 'cargo build --release --locked --bin ecs-operator' Dockerfile
+	$(CARGO) build --release --locked --bin ecs-operator
+	test "$$(target/release/ecs-operator --version)" = "ecs-operator $$(awk -F'"' '/^version/{print $$2; exit}' Cargo.toml)"
+	@echo "image-build: the release binary builds and reports its version"
 
 ## tools: build kube-apiserver, etcd, kube-controller-manager and kubectl; create the venv;
 ## Debian's lua5.4 runs config/argocd/health.lua in the tests
