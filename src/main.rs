@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ecs_operator::api;
 use ecs_operator::ecs::client::EcsClients;
+use ecs_operator::ecs::limits::RateLimits;
 use ecs_operator::leader::LeaderElector;
 use ecs_operator::reconcile::{self, Context, Settings};
 use ecs_operator::server::{self, Health};
@@ -49,6 +50,11 @@ struct RunArgs {
     /// At most this many reconciles at once per kind (0: unbounded).
     #[arg(long, env = "ECS_OPERATOR_MAX_CONCURRENT_RECONCILES", default_value_t = 10)]
     max_concurrent_reconciles: u16,
+    /// Client-side ECS rate limits per account and region: `ecs` (ECS's own buckets), `off`,
+    /// or ECS's with overrides, e.g. `service-read=50/10,task-definition-modify=10/0.5`
+    /// (burst/per second). Lower them to leave headroom for other tools in the account.
+    #[arg(long, env = "ECS_OPERATOR_ECS_RATE_LIMITS", default_value = "ecs")]
+    ecs_rate_limits: RateLimits,
     /// How often in-sync objects are re-observed to catch drift, in seconds.
     #[arg(long, env = "ECS_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
@@ -152,7 +158,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         health.set_ready(false);
     }
 
-    let ecs = EcsClients::load(args.region.clone(), metrics.clone()).await;
+    let ecs = EcsClients::load(args.region.clone(), args.ecs_rate_limits.clone(), metrics.clone()).await;
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         stalled_retry_interval: Duration::from_secs(args.stalled_retry_seconds),

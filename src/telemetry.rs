@@ -58,6 +58,11 @@ struct EcsCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ObjectLabels {
     kind: String,
     ready: String,
@@ -71,6 +76,8 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_seconds: HistogramFamily,
     ecs_calls: Family<EcsCallLabels, Counter>,
+    rate_limit_permits: Family<OperationLabels, Counter>,
+    rate_limit_wait: Family<OperationLabels, Counter<f64>>,
     objects: Family<ObjectLabels, Gauge>,
     /// Each object's kind and Ready status, so that a change moves it between gauges.
     ready_by_uid: Mutex<HashMap<String, (String, String)>>,
@@ -105,6 +112,18 @@ impl Metrics {
             "ECS API calls (each attempt) by operation and outcome (success, throttled, error)",
             ecs_calls.clone(),
         );
+        let rate_limit_permits = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "ecs_rate_limit_permits",
+            "Calls let through the client-side rate limiter, by ECS operation",
+            rate_limit_permits.clone(),
+        );
+        let rate_limit_wait = Family::<OperationLabels, Counter<f64>>::default();
+        registry.register(
+            "ecs_rate_limit_wait_seconds",
+            "Time calls waited in the client-side rate limiter, by ECS operation",
+            rate_limit_wait.clone(),
+        );
         let objects = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "objects",
@@ -116,6 +135,8 @@ impl Metrics {
             reconciles,
             reconcile_seconds,
             ecs_calls,
+            rate_limit_permits,
+            rate_limit_wait,
             objects,
             ready_by_uid: Mutex::new(HashMap::new()),
         }
@@ -132,6 +153,15 @@ impl Metrics {
         self.reconcile_seconds
             .get_or_create(&KindLabels { kind: kind.into() })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one call let through the rate limiter after waiting `waited`.
+    pub fn rate_limited(&self, operation: &str, waited: Duration) {
+        let labels = OperationLabels {
+            operation: operation.into(),
+        };
+        self.rate_limit_permits.get_or_create(&labels).inc();
+        self.rate_limit_wait.get_or_create(&labels).inc_by(waited.as_secs_f64());
     }
 
     /// Counts one ECS API call attempt.

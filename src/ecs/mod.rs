@@ -4,6 +4,7 @@
 pub mod client;
 pub mod diff;
 pub mod error;
+pub mod limits;
 pub mod normalize;
 pub mod ownership;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! Ownership tags: everything the operator creates carries them, and it never updates or
 //! deletes an ECS resource without them unless the object adopts it.
 
+use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 
 use kube::{Resource, ResourceExt};
@@ -111,11 +112,7 @@ impl TagChanges {
 }
 
 /// Applies tag changes to an ECS resource: one TagResource and/or one UntagResource.
-async fn apply_tag_changes(
-    ecs: &aws_sdk_ecs::Client,
-    arn: &str,
-    changes: &TagChanges,
-) -> Result<(), crate::ecs::error::EcsError> {
+async fn apply_tag_changes(ecs: &Ecs, arn: &str, changes: &TagChanges) -> Result<(), crate::ecs::error::EcsError> {
     use crate::ecs::error::EcsError;
     if !changes.add.is_empty() {
         let tags = changes
@@ -123,6 +120,7 @@ async fn apply_tag_changes(
             .iter()
             .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
             .collect();
+        ecs.permit("TagResource").await;
         ecs.tag_resource()
             .resource_arn(arn)
             .set_tags(Some(tags))
@@ -131,6 +129,7 @@ async fn apply_tag_changes(
             .map_err(|e| EcsError::new("TagResource", e))?;
     }
     if !changes.remove.is_empty() {
+        ecs.permit("UntagResource").await;
         ecs.untag_resource()
             .resource_arn(arn)
             .set_tag_keys(Some(changes.remove.clone()))
@@ -145,7 +144,7 @@ async fn apply_tag_changes(
 /// with at most one TagResource and one UntagResource. Returns the change, named for an
 /// Event ("tags (team, env)"), or None when the tags were right.
 pub async fn sync_tags(
-    ecs: &aws_sdk_ecs::Client,
+    ecs: &Ecs,
     arn: &str,
     desired_user: Option<&BTreeMap<String, String>>,
     ownership: &BTreeMap<String, String>,

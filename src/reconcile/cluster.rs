@@ -6,6 +6,7 @@
 //! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
 //! still holds services or tasks in the cluster.
 
+use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -142,7 +143,8 @@ impl Managed for EcsCluster {
 
 /// DeleteCluster; [`Error::DeletionBlocked`], naming the services, while ECS refuses
 /// because the cluster still holds something.
-async fn delete(ecs: &aws_sdk_ecs::Client, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
+async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
+    ecs.permit("DeleteCluster").await;
     match ecs.delete_cluster().cluster(arn).send().await {
         Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
         Err(err) => match EcsError::new("DeleteCluster", err) {
@@ -163,7 +165,8 @@ async fn delete(ecs: &aws_sdk_ecs::Client, arn: &str, name: &str) -> Result<Vec<
 
 /// DescribeClusters for one cluster, with tags, settings and configurations. None when ECS
 /// reports it MISSING or INACTIVE (a deleted cluster stays visible as INACTIVE for a while).
-async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+    ecs.permit("DescribeClusters").await;
     let out = ecs
         .describe_clusters()
         .clusters(cluster)
@@ -181,7 +184,7 @@ async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Option<Clu
 }
 
 async fn create(
-    ecs: &aws_sdk_ecs::Client,
+    ecs: &Ecs,
     spec: &CreateClusterInput,
     name: &str,
     user_tags: Option<&BTreeMap<String, String>>,
@@ -193,6 +196,7 @@ async fn create(
     input.cluster_name = Some(name.to_string());
     input.tags = Some(tag_list(&tags));
     let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
+    ecs.permit("CreateCluster").await;
     let out = ecs
         .create_cluster()
         .set_cluster_name(sdk.cluster_name)
@@ -211,11 +215,7 @@ async fn create(
 
 /// Brings an existing cluster to the spec: at most one UpdateCluster and one
 /// PutClusterCapacityProviders. Returns the names of the fields it changed.
-async fn converge(
-    ecs: &aws_sdk_ecs::Client,
-    spec: &CreateClusterInput,
-    cluster: &Cluster,
-) -> Result<Vec<String>, Error> {
+async fn converge(ecs: &Ecs, spec: &CreateClusterInput, cluster: &Cluster) -> Result<Vec<String>, Error> {
     let observed: Value = from_sdk(cluster)?;
     let desired = serde_json::to_value(spec).map_err(|e| crate::ecs::wire::WireError::Encode("cluster", e))?;
     let arn = cluster.cluster_arn().unwrap_or_default();
@@ -244,6 +244,7 @@ async fn converge(
         changed.extend(update.keys().cloned());
         update.insert("cluster".into(), json!(arn));
         let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
+        ecs.permit("UpdateCluster").await;
         ecs.update_cluster()
             .set_cluster(sdk.cluster)
             .set_settings(sdk.settings)
@@ -281,6 +282,7 @@ async fn converge(
             "defaultCapacityProviderStrategy": pick("defaultCapacityProviderStrategy"),
         });
         let sdk = to_sdk(&input, SdkPutProvidersInput::deserialize)?;
+        ecs.permit("PutClusterCapacityProviders").await;
         ecs.put_cluster_capacity_providers()
             .set_cluster(sdk.cluster)
             .set_capacity_providers(sdk.capacity_providers)
@@ -354,7 +356,8 @@ fn strategy_matches(desired: &Value, observed: &Value) -> bool {
 }
 
 /// Names of the services ECS lists in a cluster (first page: enough to name the blockers).
-async fn service_names(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, EcsError> {
+async fn service_names(ecs: &Ecs, cluster: &str) -> Result<Vec<String>, EcsError> {
+    ecs.permit("ListServices").await;
     let out = ecs
         .list_services()
         .cluster(cluster)
@@ -397,7 +400,7 @@ mod tests {
                 .service_arns("arn:aws:ecs:us-east-1:1:service/prod/web")
                 .build()
         });
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&refuse, &services]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&refuse, &services]));
         match delete(&ecs, "arn:aws:ecs:us-east-1:1:cluster/prod", "prod").await {
             Err(Error::DeletionBlocked(message)) => assert!(message.contains("web"), "{message}"),
             other => panic!("expected DeletionBlocked, got {other:?}"),
@@ -410,7 +413,7 @@ mod tests {
             .sequence()
             .http_status(400, Some(ecs_error("ClusterNotFoundException", "Cluster not found.")))
             .build();
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]));
         assert!(delete(&ecs, "prod", "prod").await.expect("done").is_empty());
     }
 
@@ -427,7 +430,7 @@ mod tests {
                 .http_status(status, Some(ecs_error(code, "no")))
                 .times(5)
                 .build();
-            let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&rule]);
+            let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&rule]));
             let err = delete(&ecs, "prod", "prod").await.expect_err(code);
             assert_eq!(err.is_terminal(), terminal, "{code}");
             assert_eq!(err.reason(), reason, "{code}");

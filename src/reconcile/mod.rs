@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions};
 
-use crate::ecs::client::EcsClients;
+use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership;
 use crate::ecs::wire::WireError;
@@ -95,7 +95,7 @@ impl Context {
     }
 
     /// The ECS client and region for an object.
-    pub fn ecs_for(&self, options: &ManagementOptions) -> Result<(aws_sdk_ecs::Client, String), Error> {
+    pub fn ecs_for(&self, options: &ManagementOptions) -> Result<(Ecs, String), Error> {
         let region = self.ecs.region(options.region.as_deref()).ok_or(Error::NoRegion)?;
         Ok((self.ecs.client(&region), region))
     }

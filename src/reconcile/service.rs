@@ -8,6 +8,7 @@
 //! is COMPLETED and running == desired. A FAILED rollout is Stalled and not retried until the
 //! spec or the task definition changes. Deletion scales in with force and waits out DRAINING.
 
+use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -417,7 +418,7 @@ impl Managed for EcsService {
 impl EcsService {
     /// Deletes the service this object owns (with force: no scale-in step needed) and
     /// reports [`Error::Draining`] until ECS has it INACTIVE.
-    async fn delete_and_wait(&self, ecs: &aws_sdk_ecs::Client, cluster: &str, arn: &str) -> Result<Vec<Note>, Error> {
+    async fn delete_and_wait(&self, ecs: &Ecs, cluster: &str, arn: &str) -> Result<Vec<Note>, Error> {
         let name = self.service_name();
         let Some(service) = describe(ecs, cluster, arn).await? else {
             return Ok(vec![Note::normal("Deleted", format!("service {name} is gone"))]);
@@ -470,7 +471,7 @@ impl EcsService {
 
     async fn create(
         &self,
-        ecs: &aws_sdk_ecs::Client,
+        ecs: &Ecs,
         target: &Target,
         name: &str,
         user_tags: Option<&BTreeMap<String, String>>,
@@ -488,6 +489,7 @@ impl EcsService {
             self.metadata.uid.as_deref().unwrap_or_default(),
             self.metadata.generation,
         );
+        ecs.permit("CreateService").await;
         let out = ecs
             .create_service()
             .client_token(token)
@@ -529,7 +531,7 @@ impl EcsService {
     /// reports it afterwards and the names of the changed fields.
     async fn converge(
         &self,
-        ecs: &aws_sdk_ecs::Client,
+        ecs: &Ecs,
         target: &Target,
         service: Service,
         previous: &EcsServiceStatus,
@@ -576,6 +578,7 @@ impl EcsService {
         update.insert("cluster".into(), json!(target.cluster));
         update.insert("service".into(), json!(service.service_arn().unwrap_or_default()));
         let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
+        ecs.permit("UpdateService").await;
         let out = ecs
             .update_service()
             .set_cluster(sdk.cluster)
@@ -773,7 +776,8 @@ fn same_cluster(a: &str, b: &str) -> bool {
 
 /// DescribeServices for one service, tags included. None when ECS reports it MISSING or
 /// INACTIVE (INACTIVE counts as gone); a missing cluster means no service either.
-async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+    ecs.permit("DescribeServices").await;
     let out = match ecs
         .describe_services()
         .cluster(cluster)
@@ -799,7 +803,8 @@ async fn describe(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Re
 
 /// DeleteService with force (no need to scale to 0 first). Returns the service as ECS
 /// reports it afterwards (DRAINING, or INACTIVE), None when it was already gone.
-async fn delete(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+async fn delete(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+    ecs.permit("DeleteService").await;
     match ecs
         .delete_service()
         .cluster(cluster)
@@ -931,7 +936,7 @@ mod tests {
             "ECS's reason reaches the user: {message}"
         );
         // ... and the same pass must not deploy it again (the mock has no rule: a call fails).
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[]));
         let (_, changed) = svc
             .converge(&ecs, &target(), rolled_back, &previous, true)
             .await
@@ -977,7 +982,7 @@ mod tests {
                 .services(service("DRAINING", vec![]))
                 .build()
         });
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&draining]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&draining]));
         assert!(matches!(
             object().delete_and_wait(&ecs, "prod", ARN).await,
             Err(Error::Draining(_))
@@ -995,7 +1000,7 @@ mod tests {
                     .service(service("DRAINING", vec![]))
                     .build()
             });
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &delete]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &delete]));
         assert!(matches!(
             object().delete_and_wait(&ecs, "prod", ARN).await,
             Err(Error::Draining(_))
@@ -1010,7 +1015,7 @@ mod tests {
                 .failures(Failure::builder().arn(ARN).reason("MISSING").build())
                 .build()
         });
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]));
         assert!(object().delete_and_wait(&ecs, "prod", ARN).await.is_ok());
 
         let active = mock!(Client::describe_services).then_output(|| {
@@ -1025,7 +1030,7 @@ mod tests {
                 Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()),
             )
             .build();
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &not_found]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&active, &not_found]));
         assert!(object().delete_and_wait(&ecs, "prod", ARN).await.is_ok());
     }
 
@@ -1039,7 +1044,7 @@ mod tests {
             )
             .times(5)
             .build();
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&throttled]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&throttled]));
         let err = object()
             .delete_and_wait(&ecs, "prod", ARN)
             .await

@@ -6,6 +6,7 @@
 //! of the revisions it registered ACTIVE, deregisters and deletes older ones, and never
 //! touches revisions anyone else registered in the family.
 
+use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
@@ -184,7 +185,7 @@ impl Managed for EcsTaskDefinition {
 
 /// The revision if ECS has it ACTIVE.
 async fn describe_active(
-    ecs: &aws_sdk_ecs::Client,
+    ecs: &Ecs,
     task_definition: &str,
 ) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
     let found = describe(ecs, task_definition).await?;
@@ -193,9 +194,10 @@ async fn describe_active(
 
 /// DescribeTaskDefinition with tags; None when ECS does not know it.
 async fn describe(
-    ecs: &aws_sdk_ecs::Client,
+    ecs: &Ecs,
     task_definition: &str,
 ) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
+    ecs.permit("DescribeTaskDefinition").await;
     match ecs
         .describe_task_definition()
         .task_definition(task_definition)
@@ -220,7 +222,7 @@ async fn describe(
 // mirrors the input in full, so it is passed through like every other member.
 #[allow(deprecated)]
 async fn register(
-    ecs: &aws_sdk_ecs::Client,
+    ecs: &Ecs,
     input: &RegisterTaskDefinitionInput,
     user_tags: Option<&BTreeMap<String, String>>,
     wanted_tags: &BTreeMap<String, String>,
@@ -230,6 +232,7 @@ async fn register(
     let mut input = input.clone();
     input.tags = Some(tag_list(&tags));
     let sdk = to_sdk(&input, SdkRegisterInput::deserialize)?;
+    ecs.permit("RegisterTaskDefinition").await;
     let out = ecs
         .register_task_definition()
         .set_family(sdk.family)
@@ -262,9 +265,10 @@ async fn register(
 }
 
 /// Deregisters revisions this object registered, then deletes them (10 per call).
-async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> Result<Note, Error> {
+async fn retire(ecs: &Ecs, family: &str, revisions: &[i32]) -> Result<Note, Error> {
     let names: Vec<String> = revisions.iter().map(|r| format!("{family}:{r}")).collect();
     for name in &names {
+        ecs.permit("DeregisterTaskDefinition").await;
         if let Err(err) = ecs.deregister_task_definition().task_definition(name).send().await {
             let err = EcsError::new("DeregisterTaskDefinition", err);
             // NB: a revision already INACTIVE (or gone) is what we want; anything else is real.
@@ -275,6 +279,7 @@ async fn retire(ecs: &aws_sdk_ecs::Client, family: &str, revisions: &[i32]) -> R
     }
     let mut failures = vec![];
     for batch in names.chunks(DELETE_BATCH) {
+        ecs.permit("DeleteTaskDefinitions").await;
         let out = ecs
             .delete_task_definitions()
             .set_task_definitions(Some(batch.to_vec()))
@@ -397,7 +402,7 @@ mod tests {
                 true
             })
             .then_output(|| DeleteTaskDefinitionsOutput::builder().build());
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&deregister, &delete]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&deregister, &delete]));
         let revisions: Vec<i32> = (1..=23).collect();
         retire(&ecs, "web", &revisions).await.expect("retire");
         assert_eq!(*batches.lock().expect("lock"), vec![10, 10, 3]);
@@ -419,7 +424,7 @@ mod tests {
                 Some(r#"{"__type":"ClientException","message":"Unable to describe task definition."}"#.into()),
             )
             .build();
-        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]);
+        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]));
         assert!(describe(&ecs, "web").await.expect("no error").is_none());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "a terminal answer is not retried");
     }

@@ -1,0 +1,344 @@
+//! Client-side rate limiting shaped like ECS's own throttling: one token bucket per action
+//! category, per account and region (ECS-NOTES.md). Every ECS call the operator makes first
+//! takes a token from its category's bucket, so the operator alone never drives ECS into
+//! throttling, and leaves the rest of the bucket to everything else the account runs.
+//!
+//! A call waits for its token *before* the SDK signs the request, so a long wait never
+//! outlives a signature. A call ECS throttles anyway (the bucket is shared with other tools)
+//! is retried by the SDK with backoff and counted as `throttled` in the metrics.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// ECS's throttling categories: each shares one token bucket per account and region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    /// Create/Delete/UpdateCluster, PutClusterCapacityProviders, UpdateClusterSettings.
+    ClusterModify,
+    /// DescribeClusters, ListClusters.
+    ClusterRead,
+    /// Register/DeregisterTaskDefinition.
+    TaskDefinitionModify,
+    /// DescribeTaskDefinition, ListTaskDefinitions, ListTaskDefinitionFamilies.
+    TaskDefinitionRead,
+    /// DeleteTaskDefinitions.
+    TaskDefinitionDelete,
+    /// TagResource, UntagResource.
+    TagModify,
+    /// ListTagsForResource.
+    TagRead,
+    /// Create/Delete/UpdateService.
+    ServiceModify,
+    /// DescribeServices, ListServices.
+    ServiceRead,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 9] = [
+        Category::ClusterModify,
+        Category::ClusterRead,
+        Category::TaskDefinitionModify,
+        Category::TaskDefinitionRead,
+        Category::TaskDefinitionDelete,
+        Category::TagModify,
+        Category::TagRead,
+        Category::ServiceModify,
+        Category::ServiceRead,
+    ];
+
+    /// The category of an ECS operation, by its API name.
+    pub fn of(operation: &str) -> Option<Category> {
+        Some(match operation {
+            "CreateCluster"
+            | "DeleteCluster"
+            | "UpdateCluster"
+            | "PutClusterCapacityProviders"
+            | "UpdateClusterSettings" => Category::ClusterModify,
+            "DescribeClusters" | "ListClusters" => Category::ClusterRead,
+            "RegisterTaskDefinition" | "DeregisterTaskDefinition" => Category::TaskDefinitionModify,
+            "DescribeTaskDefinition" | "ListTaskDefinitions" | "ListTaskDefinitionFamilies" => {
+                Category::TaskDefinitionRead
+            }
+            "DeleteTaskDefinitions" => Category::TaskDefinitionDelete,
+            "TagResource" | "UntagResource" => Category::TagModify,
+            "ListTagsForResource" => Category::TagRead,
+            "CreateService" | "DeleteService" | "UpdateService" => Category::ServiceModify,
+            "DescribeServices" | "ListServices" => Category::ServiceRead,
+            _ => return None,
+        })
+    }
+
+    /// The name used on the command line and in metrics, e.g. `service-read`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::ClusterModify => "cluster-modify",
+            Category::ClusterRead => "cluster-read",
+            Category::TaskDefinitionModify => "task-definition-modify",
+            Category::TaskDefinitionRead => "task-definition-read",
+            Category::TaskDefinitionDelete => "task-definition-delete",
+            Category::TagModify => "tag-modify",
+            Category::TagRead => "tag-read",
+            Category::ServiceModify => "service-modify",
+            Category::ServiceRead => "service-read",
+        }
+    }
+
+    /// ECS's documented bucket for this category (ECS-NOTES.md): burst, then per second.
+    pub fn ecs_limit(self) -> Limit {
+        let (burst, per_second) = match self {
+            Category::ClusterModify => (20, 1.0),
+            Category::ClusterRead => (50, 20.0),
+            Category::TaskDefinitionModify => (20, 1.0),
+            Category::TaskDefinitionRead => (50, 20.0),
+            Category::TaskDefinitionDelete => (5, 1.0),
+            Category::TagModify => (20, 10.0),
+            Category::TagRead => (50, 20.0),
+            Category::ServiceModify => (50, 5.0),
+            Category::ServiceRead => (100, 20.0),
+        };
+        Limit { burst, per_second }
+    }
+}
+
+/// One bucket's shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limit {
+    /// Calls allowed at once from a full bucket.
+    pub burst: u32,
+    /// Calls per second sustained.
+    pub per_second: f64,
+}
+
+/// The limits the operator keeps to: ECS's by default, each category overridable, or none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimits {
+    /// None: no client-side limiting at all.
+    limits: Option<BTreeMap<Category, Limit>>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            limits: Some(Category::ALL.iter().map(|c| (*c, c.ecs_limit())).collect()),
+        }
+    }
+}
+
+impl RateLimits {
+    /// No limiting (benchmarks of the operator's own overhead; accounts with raised limits).
+    pub fn off() -> Self {
+        Self { limits: None }
+    }
+
+    /// The limit of a category, None when limiting is off.
+    pub fn get(&self, category: Category) -> Option<Limit> {
+        self.limits.as_ref().and_then(|l| l.get(&category).copied())
+    }
+}
+
+/// Parses `--ecs-rate-limits`: `ecs` (ECS's own limits), `off`, or ECS's limits with some
+/// categories overridden: `service-read=50/10,task-definition-modify=10/0.5` (burst/per second).
+impl FromStr for RateLimits {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "off" | "none" => return Ok(Self::off()),
+            "" | "ecs" => return Ok(Self::default()),
+            _ => {}
+        }
+        let mut limits = Self::default();
+        let map = limits.limits.get_or_insert_with(BTreeMap::new);
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?}: expected category=burst/per-second"))?;
+            let category = Category::ALL
+                .into_iter()
+                .find(|c| c.name() == name.trim())
+                .ok_or_else(|| {
+                    let names: Vec<_> = Category::ALL.iter().map(|c| c.name()).collect();
+                    format!("{name:?} is not a category; one of {}", names.join(", "))
+                })?;
+            let (burst, per_second) = value
+                .split_once('/')
+                .ok_or_else(|| format!("{item:?}: expected burst/per-second, e.g. 20/1"))?;
+            let burst: u32 = burst
+                .trim()
+                .parse()
+                .map_err(|_| format!("{item:?}: burst must be a whole number"))?;
+            let per_second: f64 = per_second
+                .trim()
+                .parse()
+                .map_err(|_| format!("{item:?}: per-second must be a number"))?;
+            if burst == 0 || per_second.is_nan() || per_second <= 0.0 {
+                return Err(format!("{item:?}: burst and per-second must be above 0"));
+            }
+            map.insert(category, Limit { burst, per_second });
+        }
+        Ok(limits)
+    }
+}
+
+impl fmt::Display for RateLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.limits {
+            None => f.write_str("off"),
+            Some(map) => {
+                let items: Vec<String> = map
+                    .iter()
+                    .map(|(c, l)| format!("{}={}/{}", c.name(), l.burst, l.per_second))
+                    .collect();
+                f.write_str(&items.join(","))
+            }
+        }
+    }
+}
+
+/// The buckets of one account and region, shared by every object and kind that calls it.
+#[derive(Debug)]
+pub struct RateLimiter {
+    buckets: BTreeMap<Category, Mutex<Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    limit: Limit,
+    /// May go below zero: each waiter reserves its token, so waiters are served in order.
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl RateLimiter {
+    /// Full buckets of the given limits.
+    pub fn new(limits: &RateLimits) -> Self {
+        let now = Instant::now();
+        let buckets = Category::ALL
+            .into_iter()
+            .filter_map(|c| limits.get(c).map(|limit| (c, limit)))
+            .map(|(c, limit)| {
+                let bucket = Bucket {
+                    limit,
+                    tokens: f64::from(limit.burst),
+                    refilled: now,
+                };
+                (c, Mutex::new(bucket))
+            })
+            .collect();
+        Self { buckets }
+    }
+
+    /// Takes a token for one call of `operation`; returns how long the call had to wait.
+    pub async fn acquire(&self, operation: &str) -> Duration {
+        let wait = self.reserve(operation, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        wait
+    }
+
+    /// Reserves a token at `now`: how long until it may be used.
+    fn reserve(&self, operation: &str, now: Instant) -> Duration {
+        let Some(bucket) = Category::of(operation).and_then(|c| self.buckets.get(&c)) else {
+            return Duration::ZERO;
+        };
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * bucket.limit.per_second).min(f64::from(bucket.limit.burst));
+        bucket.refilled = now.max(bucket.refilled);
+        bucket.tokens -= 1.0;
+        if bucket.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-bucket.tokens / bucket.limit.per_second)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_free_and_then_calls_are_spaced_at_the_sustained_rate() {
+        let limiter = RateLimiter::new(&RateLimits::default());
+        let start = Instant::now();
+        // task definition registration: burst 20, then 1 per second
+        for _ in 0..20 {
+            assert_eq!(limiter.reserve("RegisterTaskDefinition", start), Duration::ZERO);
+        }
+        let waits: Vec<u64> = (0..3)
+            .map(|_| limiter.reserve("RegisterTaskDefinition", start).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, vec![1000, 2000, 3000]);
+        // the same category is shared by deregistration; other categories are untouched
+        assert_eq!(limiter.reserve("DeregisterTaskDefinition", start).as_millis(), 4000);
+        assert_eq!(limiter.reserve("DescribeServices", start), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_bucket_refills_over_time_up_to_its_burst() {
+        let limiter = RateLimiter::new(&RateLimits::default());
+        let start = Instant::now();
+        for _ in 0..50 {
+            limiter.reserve("CreateService", start);
+        }
+        // 5 per second: 2 s later, 10 calls are free and the 11th waits 0.2 s
+        let later = start + Duration::from_secs(2);
+        for _ in 0..10 {
+            assert_eq!(limiter.reserve("UpdateService", later), Duration::ZERO);
+        }
+        assert_eq!(limiter.reserve("DeleteService", later).as_millis(), 200);
+        // an hour idle refills to the burst, not beyond
+        let much_later = later + Duration::from_secs(3600);
+        let free = (0..200)
+            .take_while(|_| limiter.reserve("CreateService", much_later).is_zero())
+            .count();
+        assert_eq!(free, 50);
+    }
+
+    #[test]
+    fn limits_parse_from_the_command_line() {
+        assert_eq!("ecs".parse::<RateLimits>(), Ok(RateLimits::default()));
+        assert_eq!("off".parse::<RateLimits>(), Ok(RateLimits::off()));
+        let custom: RateLimits = "service-read=50/10, task-definition-modify=10/0.5".parse().unwrap();
+        assert_eq!(
+            custom.get(Category::ServiceRead),
+            Some(Limit {
+                burst: 50,
+                per_second: 10.0
+            })
+        );
+        assert_eq!(
+            custom.get(Category::TaskDefinitionModify),
+            Some(Limit {
+                burst: 10,
+                per_second: 0.5
+            })
+        );
+        assert_eq!(
+            custom.get(Category::ClusterRead),
+            Some(Category::ClusterRead.ecs_limit())
+        );
+        assert!(
+            "service-reads=1/1"
+                .parse::<RateLimits>()
+                .unwrap_err()
+                .contains("not a category")
+        );
+        assert!("service-read=0/1".parse::<RateLimits>().is_err());
+        assert!("service-read=5".parse::<RateLimits>().is_err());
+        assert_eq!(custom.to_string().parse::<RateLimits>(), Ok(custom));
+    }
+
+    #[test]
+    fn with_limits_off_nothing_waits() {
+        let limiter = RateLimiter::new(&RateLimits::off());
+        let now = Instant::now();
+        assert!((0..1000).all(|_| limiter.reserve("RegisterTaskDefinition", now).is_zero()));
+    }
+}
