@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     Operator, admin_client, apply_json, calls_of, delete_namespace, ecs_calls, ecs_writes, free_port, http_get,
-    namespace, ready, wait_for,
+    namespace, ready, sample, wait_for,
 };
 use ecs_operator::api::EcsCluster;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,13 +15,6 @@ use serde_json::json;
 fn cluster(ns: &str, name: &str) -> serde_json::Value {
     json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster", "metadata": {"name": name},
            "spec": {"clusterName": format!("{ns}-{name}")}})
-}
-
-/// The value of one Prometheus sample line `name{labels} value`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test]

@@ -1,12 +1,12 @@
 //! Ownership tags: everything the operator creates carries them, and it never updates or
 //! deletes an ECS resource without them unless the object adopts it.
 
-use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 
 use kube::{Resource, ResourceExt};
 
 use crate::api::ecs_types::Tag;
+use crate::ecs::client::Ecs;
 
 /// Tag naming the operator.
 pub const MANAGED_BY: &str = "ecs.operator.dev/managed-by";

@@ -6,9 +6,9 @@
 //! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
 //! still holds services or tasks in the cluster.
 
-use crate::ecs::client::Ecs;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
 use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
@@ -16,14 +16,19 @@ use aws_sdk_ecs::operation::update_cluster::UpdateClusterInput as SdkUpdateInput
 use aws_sdk_ecs::types::{Cluster, ClusterField};
 use kube::ResourceExt;
 use serde_json::{Value, json};
+use tracing::debug;
 
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
+use crate::ecs::client::Ecs;
 use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
 use crate::ecs::wire::{from_sdk, to_sdk};
+
+/// DescribeClusters takes at most this many clusters per call.
+const DESCRIBE_BATCH: usize = 100;
 
 /// ECS errors that mean "the cluster still holds something; delete that first".
 const BLOCKING: &[&str] = &[
@@ -69,7 +74,15 @@ impl Managed for EcsCluster {
         let user_tags = self.spec.cluster.tags.as_deref().map(tag_map);
         let mut events = vec![];
 
-        let cluster = match describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await? {
+        // The resync's batched read, when it saw this very cluster; else a read of its own.
+        let snapshot = ctx
+            .observations
+            .take::<Option<Cluster>>(&self.uid().unwrap_or_default());
+        let observed = match snapshot {
+            Some(seen) if previous.cluster_arn.is_some() && previous.cluster_name.as_ref() == Some(&name) => seen,
+            _ => describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?,
+        };
+        let cluster = match observed {
             None => {
                 let cluster = create(&ecs, &self.spec.cluster, &name, user_tags.as_ref(), &ownership_tags).await?;
                 events.push(Note::normal("Created", format!("created cluster {name}")));
@@ -120,6 +133,33 @@ impl Managed for EcsCluster {
         Ok(Outcome { status, state, events })
     }
 
+    /// DescribeClusters of every cluster with an ARN in status: 100 per call, per region.
+    async fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) {
+        let mut by_region: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for cluster in &objects {
+            let Some(status) = &cluster.status else { continue };
+            if let (Some(region), Some(arn), Some(uid)) = (&status.region, &status.cluster_arn, cluster.uid()) {
+                by_region.entry(region.clone()).or_default().push((uid, arn.clone()));
+            }
+        }
+        for (region, members) in by_region {
+            let ecs = ctx.ecs.client(&region);
+            for batch in members.chunks(DESCRIBE_BATCH) {
+                let read_at = Instant::now();
+                let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
+                match describe_many(&ecs, arns).await {
+                    Ok(mut found) => {
+                        for (uid, arn) in batch {
+                            ctx.observations.offer(uid, read_at, found.remove(arn));
+                        }
+                    }
+                    // NB: each reconcile then reads its own cluster, as without batching.
+                    Err(err) => debug!(region, error = %err, "batched DescribeClusters failed"),
+                }
+            }
+        }
+    }
+
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
         let name = self.cluster_name();
         if self.spec.options.deletion_policy == DeletionPolicy::Retain {
@@ -163,13 +203,13 @@ async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
     }
 }
 
-/// DescribeClusters for one cluster, with tags, settings and configurations. None when ECS
-/// reports it MISSING or INACTIVE (a deleted cluster stays visible as INACTIVE for a while).
-async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+/// DescribeClusters for up to 100 clusters, with tags, settings and configurations: the
+/// clusters ECS has, by ARN, INACTIVE ones left out.
+async fn describe_many(ecs: &Ecs, arns: Vec<String>) -> Result<HashMap<String, Cluster>, EcsError> {
     ecs.permit("DescribeClusters").await;
     let out = ecs
         .describe_clusters()
-        .clusters(cluster)
+        .set_clusters(Some(arns))
         .include(ClusterField::Tags)
         .include(ClusterField::Settings)
         .include(ClusterField::Configurations)
@@ -180,7 +220,18 @@ async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError>
         .clusters
         .unwrap_or_default()
         .into_iter()
-        .find(|c| c.status() != Some("INACTIVE")))
+        .filter(|c| c.status() != Some("INACTIVE"))
+        .filter_map(|c| Some((c.cluster_arn()?.to_string(), c)))
+        .collect())
+}
+
+/// DescribeClusters for one cluster (name or ARN), with tags, settings and configurations.
+/// None when ECS reports it MISSING or INACTIVE (a deleted cluster stays INACTIVE a while).
+async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+    Ok(describe_many(ecs, vec![cluster.to_string()])
+        .await?
+        .into_values()
+        .next())
 }
 
 async fn create(

@@ -7,6 +7,7 @@
 pub mod cluster;
 mod conditions;
 pub mod events;
+pub mod observations;
 pub mod service;
 pub mod task_definition;
 
@@ -22,8 +23,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +37,7 @@ use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership;
 use crate::ecs::wire::WireError;
 use events::EventPublisher;
+use observations::Observations;
 
 use crate::server::Health;
 use crate::telemetry::Metrics;
@@ -72,10 +74,12 @@ pub struct Context {
     pub settings: Settings,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// What the last batched read saw, for the reconciles of the resync it precedes.
+    pub observations: Observations,
     /// Consecutive failures per object UID, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// When each object last tried its current generation and stalled (UID/generation).
-    stalled_attempts: Mutex<HashMap<String, Instant>>,
+    /// When each object (by UID) last tried a generation and stalled, and which generation.
+    stalled_attempts: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
 
 impl Context {
@@ -89,6 +93,7 @@ impl Context {
             events,
             settings,
             metrics,
+            observations: Observations::default(),
             failures: Mutex::new(HashMap::new()),
             stalled_attempts: Mutex::new(HashMap::new()),
         }
@@ -254,6 +259,13 @@ pub trait Managed:
     /// Removes (or retains) the ECS resource; Ok once it is gone and the finalizer can go,
     /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
+    /// Before a resync: reads the ECS resources of all `objects` in as few calls as ECS
+    /// allows and offers each object's to [`Context::observations`]. Kinds without a batch
+    /// read leave it to each reconcile.
+    fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) -> impl Future<Output = ()> + Send {
+        let _ = (objects, ctx);
+        async {}
+    }
 }
 
 /// Runs the controllers of every kind until a shutdown signal; marks `health` ready once
@@ -266,9 +278,13 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>) {
     let mut synced: Vec<BoxFuture<'static, ()>> = vec![];
     let mut controllers: Vec<BoxFuture<'static, ()>> = vec![];
     for scope in &scopes {
-        let task_definitions = Controller::new(api::<EcsTaskDefinition>(&ctx, scope), watch_config(&ctx));
-        let clusters = Controller::new(api::<EcsCluster>(&ctx, scope), watch_config(&ctx));
-        let services = service::controller(api(&ctx, scope), api(&ctx, scope), api(&ctx, scope), watch_config(&ctx));
+        let task_definitions = controller(api::<EcsTaskDefinition>(&ctx, scope), watch_config(&ctx));
+        let clusters = controller(api::<EcsCluster>(&ctx, scope), watch_config(&ctx));
+        let services = service::controller(
+            controller(api(&ctx, scope), watch_config(&ctx)),
+            api(&ctx, scope),
+            api(&ctx, scope),
+        );
         synced.push(cache_synced(task_definitions.store()));
         synced.push(cache_synced(clusters.store()));
         synced.push(cache_synced(services.store()));
@@ -282,6 +298,24 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>) {
         health.set_ready(true);
     });
     futures::future::join_all(controllers).await;
+}
+
+/// A controller of `K` woken by changes to spec, finalizers or labels, not by status alone:
+/// its own status writes must not cost another pass (and another ECS read) per object.
+// NB: marking an object for deletion bumps its generation, so cleanup still starts at once.
+pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> Controller<K> {
+    let (reader, writer) = reflector::store();
+    let changes = watcher::watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(predicates::labels),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader)
 }
 
 fn cache_synced<K: Managed>(store: Store<K>) -> BoxFuture<'static, ()> {
@@ -314,8 +348,10 @@ fn api<K: Managed>(ctx: &Context, namespace: &Option<String>) -> Api<K> {
 
 async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
     let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
+    let resyncs = resyncs(controller.store(), ctx.clone());
     controller
         .with_config(config)
+        .reconcile_all_on(resyncs)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -327,8 +363,28 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
+/// Every resync interval: one batched read of every object's ECS resource, then a
+/// reconcile of every object, which finds its snapshot and, when in sync, writes nothing.
+// NB: in-sync objects are not requeued one by one; reconciling them together is what lets
+// their reads be batched (DescribeServices takes 10 services per call).
+fn resyncs<K: Managed>(store: Store<K>, ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold((store, ctx), |(store, ctx)| async move {
+        tokio::time::sleep(ctx.settings.resync_interval).await;
+        let began = ctx.observations.sweep_begins();
+        let objects: Vec<Arc<K>> = store
+            .state()
+            .into_iter()
+            .filter(|obj| obj.meta().deletion_timestamp.is_none())
+            .collect();
+        K::observe_all(objects, &ctx).await;
+        ctx.observations.sweep_done(began);
+        Some(((), (store, ctx)))
+    })
+}
+
 async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
+    let uid = obj.uid().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let action = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
@@ -340,24 +396,23 @@ async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action,
     .map_err(|err| match err {
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
-    })?;
-    Ok(action)
+    });
+    ctx.observations.touched(&uid);
+    action
 }
 
 async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
     let started = Instant::now();
     let kind = K::kind(&());
-    let attempt_key = format!(
-        "{}/{}",
-        obj.uid().unwrap_or_default(),
-        obj.meta().generation.unwrap_or_default()
-    );
+    let uid = obj.uid().unwrap_or_default();
+    let generation = obj.meta().generation;
     let last_attempt = ctx
         .stalled_attempts
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&attempt_key)
-        .copied();
+        .get(&uid)
+        .filter(|(tried, _)| *tried == generation)
+        .map(|(_, at)| *at);
     if let Some(wait) = conditions::stalled_hold_off(obj, ctx.settings.stalled_retry_interval, last_attempt) {
         debug!(object = %obj.name_any(), "stalled on this generation; not retrying yet");
         return Ok(Action::requeue(wait));
@@ -368,16 +423,17 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
             ctx.stalled_attempts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&attempt_key);
-            let recheck = match &outcome.state {
-                State::Ready { .. } | State::Failed { .. } => ctx.settings.resync_interval,
-                State::InProgress { recheck, .. } => *recheck,
+                .remove(&uid);
+            // NB: Ready and Failed objects are looked at again by the next resync, together.
+            let next = match &outcome.state {
+                State::Ready { .. } | State::Failed { .. } => Action::await_change(),
+                State::InProgress { recheck, .. } => Action::requeue(*recheck),
             };
             let conditions = conditions::from_state(&outcome.state);
             write_status(obj, ctx, api, outcome.status, conditions).await?;
             publish(ctx, obj, outcome.events).await;
             ctx.metrics.reconciled(&kind, "success", started.elapsed());
-            Ok(Action::requeue(recheck))
+            Ok(next)
         }
         Err(err) => {
             report_error(obj, ctx, api, &err).await?;
@@ -385,7 +441,7 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
                 ctx.stalled_attempts
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(attempt_key, Instant::now());
+                    .insert(uid, (generation, Instant::now()));
                 warn!(object = %obj.name_any(), error = %err, "stalled");
                 Ok(Action::requeue(ctx.settings.stalled_retry_interval))
             } else {
@@ -401,6 +457,13 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
     match obj.cleanup(ctx).await {
         Ok(events) => {
             publish(ctx, obj, events).await;
+            forget_failures(ctx, obj);
+            if let Some(uid) = obj.uid() {
+                ctx.stalled_attempts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&uid);
+            }
             ctx.metrics.object_ready(&obj.uid().unwrap_or_default(), &kind, None);
             ctx.metrics.reconciled(&kind, "success", started.elapsed());
             Ok(Action::await_change())

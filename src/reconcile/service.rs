@@ -8,9 +8,9 @@
 //! is COMPLETED and running == desired. A FAILED rollout is Stalled and not retried until the
 //! spec or the task definition changes. Deletion scales in with force and waits out DRAINING.
 
-use crate::ecs::client::Ecs;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
@@ -21,12 +21,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
+use tracing::debug;
 
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::service::{DeploymentSummary, ServiceEventSummary};
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
 };
+use crate::ecs::client::Ecs;
 use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
@@ -36,6 +38,8 @@ use crate::ecs::wire::{WireError, to_sdk};
 const EVENTS_KEPT: usize = 5;
 /// How soon a rolling or draining service is looked at again.
 const ROLLING_RECHECK: Duration = Duration::from_secs(5);
+/// DescribeServices takes at most this many services of one cluster per call.
+const DESCRIBE_BATCH: usize = 10;
 
 /// Fields UpdateService can change; each goes into the call only when the spec sets it and
 /// ECS reports something else.
@@ -71,12 +75,10 @@ const DEPLOYMENT_LEVEL: &[&str] = &[
 /// The service controller: also woken when a referenced EcsCluster or EcsTaskDefinition
 /// changes, so a new revision or a newly Ready cluster is acted on at once.
 pub fn controller(
-    services: Api<EcsService>,
+    controller: Controller<EcsService>,
     clusters: Api<EcsCluster>,
     task_definitions: Api<EcsTaskDefinition>,
-    config: watcher::Config,
 ) -> Controller<EcsService> {
-    let controller = Controller::new(services, config);
     let by_cluster = controller.store();
     let by_task_definition = controller.store();
     controller
@@ -307,7 +309,22 @@ impl Managed for EcsService {
             }
         }
 
-        let observed = describe(&ecs, &target.cluster, &name).await?;
+        // The resync's batched read, when it saw this very service; else a read of its own.
+        let snapshot = ctx
+            .observations
+            .take::<Option<Service>>(&self.uid().unwrap_or_default());
+        let same_service = status
+            .service_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(&format!("/{name}")))
+            && status
+                .cluster_arn
+                .as_deref()
+                .is_some_and(|c| same_cluster(c, &target.cluster));
+        let observed = match snapshot {
+            Some(seen) if same_service => seen,
+            _ => describe(&ecs, &target.cluster, &name).await?,
+        };
         let mut failure = None;
         let service = match observed {
             Some(service) if service.status() == Some("DRAINING") => {
@@ -384,6 +401,36 @@ impl Managed for EcsService {
             None => self.readiness(&service, &target),
         };
         Ok(Outcome { status, state, events })
+    }
+
+    /// DescribeServices of every service with an ARN in status: 10 per call, per cluster.
+    async fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) {
+        let mut by_cluster: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+        for svc in &objects {
+            let Some(status) = &svc.status else { continue };
+            if let (Some(region), Some(cluster), Some(arn), Some(uid)) =
+                (&status.region, &status.cluster_arn, &status.service_arn, svc.uid())
+            {
+                let members = by_cluster.entry((region.clone(), cluster.clone())).or_default();
+                members.push((uid, arn.clone()));
+            }
+        }
+        for ((region, cluster), members) in by_cluster {
+            let ecs = ctx.ecs.client(&region);
+            for batch in members.chunks(DESCRIBE_BATCH) {
+                let read_at = Instant::now();
+                let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
+                match describe_many(&ecs, &cluster, arns).await {
+                    Ok(mut found) => {
+                        for (uid, arn) in batch {
+                            ctx.observations.offer(uid, read_at, found.remove(arn));
+                        }
+                    }
+                    // NB: each reconcile then reads its own service, as without batching.
+                    Err(err) => debug!(cluster, error = %err, "batched DescribeServices failed"),
+                }
+            }
+        }
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
@@ -774,14 +821,23 @@ fn same_cluster(a: &str, b: &str) -> bool {
     a.rsplit('/').next() == b.rsplit('/').next()
 }
 
-/// DescribeServices for one service, tags included. None when ECS reports it MISSING or
-/// INACTIVE (INACTIVE counts as gone); a missing cluster means no service either.
+/// DescribeServices for one service (name or ARN), tags included. None when ECS reports it
+/// MISSING or INACTIVE (INACTIVE counts as gone); a missing cluster means no service either.
 async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+    Ok(describe_many(ecs, cluster, vec![service.to_string()])
+        .await?
+        .into_values()
+        .next())
+}
+
+/// DescribeServices for up to 10 services of one cluster, tags included: the services ECS
+/// has, by ARN, INACTIVE ones left out. A missing cluster has none.
+async fn describe_many(ecs: &Ecs, cluster: &str, arns: Vec<String>) -> Result<HashMap<String, Service>, EcsError> {
     ecs.permit("DescribeServices").await;
     let out = match ecs
         .describe_services()
         .cluster(cluster)
-        .services(service)
+        .set_services(Some(arns))
         .include(ServiceField::Tags)
         .send()
         .await
@@ -789,7 +845,7 @@ async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Serv
         Ok(out) => out,
         Err(err) => {
             return match EcsError::new("DescribeServices", err) {
-                e if e.class == ErrorClass::NotFound => Ok(None),
+                e if e.class == ErrorClass::NotFound => Ok(HashMap::new()),
                 e => Err(e),
             };
         }
@@ -798,7 +854,9 @@ async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Serv
         .services
         .unwrap_or_default()
         .into_iter()
-        .find(|s| s.status() != Some("INACTIVE")))
+        .filter(|s| s.status() != Some("INACTIVE"))
+        .filter_map(|s| Some((s.service_arn()?.to_string(), s)))
+        .collect())
 }
 
 /// DeleteService with force (no need to scale to 0 first). Returns the service as ECS

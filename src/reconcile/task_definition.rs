@@ -6,7 +6,6 @@
 //! of the revisions it registered ACTIVE, deregisters and deletes older ones, and never
 //! touches revisions anyone else registered in the family.
 
-use crate::ecs::client::Ecs;
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
@@ -17,6 +16,7 @@ use serde_json::Value;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
+use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::normalize::{content_hash, task_definition_content};
 use crate::ecs::ownership::{self, sdk_tag_map, sync_tags, tag_list, tag_map};

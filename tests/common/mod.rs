@@ -388,6 +388,13 @@ pub async fn more_calls(namespace: &str, operation: &str, more: u64) {
     .await;
 }
 
+/// The value of one Prometheus sample line `name{labels} value`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Waits for an Event about `name` with `reason` whose message contains `text`.
 pub async fn event(client: &Client, namespace: &str, name: &str, reason: &str, text: &str) {
     wait_for(

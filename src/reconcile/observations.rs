@@ -1,0 +1,151 @@
+//! Batched re-observation. Before each resync, a kind reads the ECS resources of all its
+//! objects in as few calls as ECS allows (DescribeServices: 10 per call and cluster;
+//! DescribeClusters: 100 per call) and leaves what it saw here, keyed by object UID. The
+//! reconcile the resync triggers next takes its object's entry instead of reading alone.
+//!
+//! An entry is only good if nothing reconciled the object after the read began: every
+//! reconcile marks its object touched when it ends (it may have written to ECS), and an
+//! entry read before the mark is dropped. So a snapshot never hides the operator's own
+//! writes, and a missing entry only costs the usual single read.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Entries not taken within this long are dropped (their object was not reconciled).
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Snapshots from batched reads, one per object at most.
+#[derive(Default)]
+pub struct Observations {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// UID -> when the read began, and what it saw.
+    fresh: HashMap<String, (Instant, Box<dyn Any + Send>)>,
+    /// UID -> when its last reconcile ended.
+    touched: HashMap<String, Instant>,
+    /// When each sweep still running began (sweeps of several kinds may overlap).
+    sweeps: Vec<Instant>,
+}
+
+impl Observations {
+    /// Leaves what a read begun at `read_at` saw of an object, unless the object was
+    /// reconciled since.
+    pub fn offer<T: Any + Send>(&self, uid: &str, read_at: Instant, seen: T) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.touched.get(uid).is_none_or(|touched| *touched < read_at) {
+            inner.fresh.insert(uid.to_string(), (read_at, Box::new(seen)));
+        }
+    }
+
+    /// Takes the object's snapshot, if a batched read left one that is still good.
+    pub fn take<T: Any + Send>(&self, uid: &str) -> Option<T> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (read_at, seen) = inner.fresh.remove(uid)?;
+        if read_at.elapsed() > MAX_AGE {
+            return None;
+        }
+        seen.downcast::<T>().ok().map(|seen| *seen)
+    }
+
+    /// Marks the end of a reconcile of the object: snapshots read before now are stale.
+    pub fn touched(&self, uid: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.fresh.remove(uid);
+        inner.touched.insert(uid.to_string(), Instant::now());
+    }
+
+    /// Starts a sweep of batched reads: every read of it begins at or after the instant returned.
+    pub fn sweep_begins(&self) -> Instant {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let began = Instant::now();
+        inner.sweeps.push(began);
+        began
+    }
+
+    /// Ends the sweep that began at `began`, and forgets what can no longer matter: touch
+    /// marks older than every running sweep (no read still to come predates them) and
+    /// snapshots nobody took. Keeps memory to at most one entry of each per object.
+    pub fn sweep_done(&self, began: Instant) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = inner.sweeps.iter().position(|s| *s == began) {
+            inner.sweeps.swap_remove(i);
+        }
+        let oldest_running = inner.sweeps.iter().min().copied().unwrap_or_else(Instant::now);
+        inner.touched.retain(|_, touched| *touched >= oldest_running);
+        inner.fresh.retain(|_, (read_at, _)| read_at.elapsed() <= MAX_AGE);
+    }
+
+    /// How many snapshots and touch marks are held (for tests of memory bounds).
+    pub fn len(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.fresh.len(), inner.touched.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_taken_once() {
+        let observations = Observations::default();
+        observations.offer("a", Instant::now(), Some("ACTIVE".to_string()));
+        assert_eq!(observations.take::<Option<String>>("a"), Some(Some("ACTIVE".into())));
+        assert_eq!(observations.take::<Option<String>>("a"), None);
+    }
+
+    #[test]
+    fn a_reconcile_after_the_read_began_makes_the_snapshot_stale() {
+        let observations = Observations::default();
+        // read began, then the object was reconciled (maybe written), then the read answered
+        let read_at = Instant::now();
+        observations.touched("a");
+        observations.offer("a", read_at, 1u32);
+        assert_eq!(observations.take::<u32>("a"), None);
+        // answered first, reconciled after: dropped as well
+        observations.offer("b", Instant::now(), 2u32);
+        observations.touched("b");
+        assert_eq!(observations.take::<u32>("b"), None);
+        // a read that began after the reconcile is good
+        observations.offer("a", Instant::now(), 3u32);
+        assert_eq!(observations.take::<u32>("a"), Some(3));
+    }
+
+    #[test]
+    fn a_sweep_keeps_at_most_one_entry_per_object() {
+        let observations = Observations::default();
+        for round in 0..5 {
+            let began = observations.sweep_begins();
+            for uid in 0..100 {
+                observations.offer(&uid.to_string(), began, round);
+                observations.touched(&uid.to_string());
+            }
+            observations.sweep_done(began);
+            let (fresh, touched) = observations.len();
+            assert!(fresh <= 100 && touched <= 100, "round {round}: {fresh} {touched}");
+        }
+        let last = observations.sweep_begins();
+        observations.sweep_done(last);
+        assert_eq!(observations.len(), (0, 0));
+    }
+
+    #[test]
+    fn a_touch_outlives_a_sweep_while_an_older_sweep_still_runs() {
+        let observations = Observations::default();
+        let services = observations.sweep_begins();
+        let read_at = Instant::now();
+        observations.touched("svc");
+        // the clusters' sweep begins and ends meanwhile
+        let clusters = observations.sweep_begins();
+        observations.sweep_done(clusters);
+        // the services' read of "svc" began before its reconcile ended: still stale
+        observations.offer("svc", read_at, 1u32);
+        assert_eq!(observations.take::<u32>("svc"), None);
+        observations.sweep_done(services);
+    }
+}

@@ -1,0 +1,192 @@
+//! What the operator costs ECS at scale, counted at the ECS endpoint: resyncs read services
+//! ten per DescribeServices call, nothing is written at idle, and every call waits its turn
+//! in the client-side rate limiter.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{
+    Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_writes, free_port,
+    http_get, more_calls, namespace, sample, wait_for,
+};
+use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+fn object(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+fn task_definition(ns: &str, name: &str) -> Value {
+    object(
+        "EcsTaskDefinition",
+        name,
+        json!({"family": format!("{ns}-{name}"), "containerDefinitions": [{"name": "app", "image": "app:1", "memory": 128}]}),
+    )
+}
+
+fn all_ready<K: ecs_operator::reconcile::Managed>(objects: &[K], common: impl Fn(&K) -> Option<Value>) -> bool {
+    objects.iter().all(|obj| {
+        common(obj)
+            .and_then(|status| serde_json::from_value(status["conditions"].clone()).ok())
+            .is_some_and(|conditions: Vec<_>| condition(&conditions, "Ready").is_some_and(|(s, _, _)| s == "True"))
+    })
+}
+
+/// Waits until every object of a kind in the namespace is Ready.
+async fn every_one_ready<K: ecs_operator::reconcile::Managed>(api: &Api<K>, count: usize) {
+    wait_for(&format!("{count} Ready {}s", K::kind(&())), 180, || async {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        let ready = list.items.len() == count && all_ready(&list.items, |obj| serde_json::to_value(obj.status()?).ok());
+        ready.then_some(())
+    })
+    .await
+}
+
+async fn resource_versions(
+    services: &Api<EcsService>,
+    clusters: &Api<EcsCluster>,
+    task_definitions: &Api<EcsTaskDefinition>,
+) -> Vec<String> {
+    let params = ListParams::default();
+    let mut versions: Vec<Option<String>> = vec![];
+    versions.extend(
+        services
+            .list(&params)
+            .await
+            .expect("list")
+            .iter()
+            .map(|o| o.resource_version()),
+    );
+    versions.extend(
+        clusters
+            .list(&params)
+            .await
+            .expect("list")
+            .iter()
+            .map(|o| o.resource_version()),
+    );
+    versions.extend(
+        task_definitions
+            .list(&params)
+            .await
+            .expect("list")
+            .iter()
+            .map(|o| o.resource_version()),
+    );
+    versions.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+#[tokio::test]
+async fn idle_resyncs_read_ten_services_per_call_and_write_nothing() {
+    const SERVICES: usize = 25;
+    let client = admin_client().await;
+    let ns = namespace(&client, "scale-idle").await;
+    let _operator = Operator::start_with(&ns, &["--resync-seconds", "2"]);
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    apply_json(
+        &clusters,
+        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+    )
+    .await;
+    apply_json(&task_definitions, &task_definition(&ns, "app")).await;
+    for i in 0..SERVICES {
+        let spec = json!({"clusterRef": {"name": "main"}, "taskDefinitionRef": {"name": "app"}, "desiredCount": 1});
+        apply_json(&services, &object("EcsService", &format!("svc-{i}"), spec)).await;
+    }
+    every_one_ready(&services, SERVICES).await;
+    every_one_ready(&clusters, 1).await;
+    every_one_ready(&task_definitions, 1).await;
+
+    // Each resync reads the one cluster once: count resyncs by DescribeClusters, and let
+    // two pass first so that the window holds no pass of the way to Ready.
+    more_calls(&ns, "DescribeClusters", 2).await;
+    let versions = resource_versions(&services, &clusters, &task_definitions).await;
+    let before = ecs_calls(&ns);
+    more_calls(&ns, "DescribeClusters", 3).await;
+    let after = ecs_calls(&ns);
+    let resyncs = calls_of(&after, "DescribeClusters") - calls_of(&before, "DescribeClusters");
+    let reads = calls_of(&after, "DescribeServices") - calls_of(&before, "DescribeServices");
+    // 25 services in one cluster: 3 DescribeServices per resync (10 + 10 + 5); the window
+    // may cut one resync's reads in two.
+    let per_resync = SERVICES.div_ceil(10) as u64;
+    assert!(
+        reads >= per_resync * (resyncs - 1) && reads <= per_resync * (resyncs + 1),
+        "{reads} DescribeServices over {resyncs} resyncs of {SERVICES} services: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        calls_of(&after, "ListTagsForResource"),
+        0,
+        "tags come with the describe"
+    );
+    assert_eq!(
+        ecs_writes(&after),
+        ecs_writes(&before),
+        "no ECS write at idle: {before:?} -> {after:?}"
+    );
+
+    let now = resource_versions(&services, &clusters, &task_definitions).await;
+    assert_eq!(now, versions, "no Kubernetes write at idle");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn every_ecs_call_waits_for_the_rate_limiter() {
+    const FAMILIES: usize = 5;
+    let client = admin_client().await;
+    let ns = namespace(&client, "scale-limits").await;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    // Registration: a burst of 1, then 2 per second.
+    let _operator = Operator::start_with(
+        &ns,
+        &[
+            "--ecs-rate-limits",
+            "task-definition-modify=1/2",
+            "--metrics-address",
+            &address,
+            "--health-address",
+            &address,
+        ],
+    );
+    let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let started = Instant::now();
+    for i in 0..FAMILIES {
+        apply_json(&task_definitions, &task_definition(&ns, &format!("td-{i}"))).await;
+    }
+    every_one_ready(&task_definitions, FAMILIES).await;
+    // 5 registrations, 1 at once and 4 more at 2 per second: at least 2 s.
+    let took = started.elapsed().as_secs_f64();
+    assert!(took >= 2.0, "{FAMILIES} registrations in {took:.2} s");
+    assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), FAMILIES as u64);
+
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let waited = sample(
+        &metrics,
+        r#"ecs_operator_ecs_rate_limit_wait_seconds_total{operation="RegisterTaskDefinition"}"#,
+    );
+    assert!(waited.is_some_and(|s| s >= 1.0), "{metrics}");
+    // Every call the operator made (moto neither throttles nor fails these) had a permit.
+    let mut calls = std::collections::BTreeMap::<String, f64>::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(r#"ecs_operator_ecs_api_calls_total{operation=""#) else {
+            continue;
+        };
+        let (operation, rest) = rest.split_once('"').expect("label");
+        let count: f64 = rest.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("count");
+        *calls.entry(operation.to_string()).or_default() += count;
+    }
+    assert!(calls.len() >= 2, "{metrics}");
+    for (operation, count) in calls {
+        let permits = sample(
+            &metrics,
+            &format!(r#"ecs_operator_ecs_rate_limit_permits_total{{operation="{operation}"}}"#),
+        );
+        assert_eq!(permits, Some(count), "{operation}: {metrics}");
+    }
+    delete_namespace(&client, &ns).await;
+}
