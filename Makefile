@@ -6,7 +6,7 @@ SHELL := bash
 VENV_PY := .testenv/venv/bin/python
 CARGO ?= cargo
 
-.PHONY: test testenv testenv-down tools demo crds generate lint fmt clean image-build
+.PHONY: bench test testenv testenv-down tools demo crds generate lint fmt clean image-build
 
 ## test: install what is needed, start the test bed, check formatting and lints, run all
 ## tests, and build the release binary the way the Dockerfile does
@@ -20,6 +20,11 @@ image-build:
 	$(CARGO) build --release --locked --bin ecs-operator
 	test "$$(target/release/ecs-operator --version)" = "ecs-operator $$(awk -F'"' '/^version/{print $$2; exit}' Cargo.toml)"
 	@echo "image-build: the release binary builds and reports its version"
+
+## bench: N services with their task definitions (BENCH_SERVICES, default 1000), with
+## ECS's rate limits and without; prints a table, writes target/bench/summary.json
+bench: testenv
+	$(CARGO) bench --locked --bench scale
 
 ## tools: build kube-apiserver, etcd, kube-controller-manager and kubectl; create the venv;
 ## Debian's lua5.4 runs config/argocd/health.lua in the tests

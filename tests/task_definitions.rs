@@ -106,10 +106,10 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
     apply_json(&api, &explicit).await;
     ready(&api, "web", 60).await;
 
-    // Idle: several resyncs pass (the operator keeps reading) without a write anywhere.
+    // Idle: several resyncs pass (each lists the ACTIVE revisions) without a write anywhere.
     let before = ecs_calls(&ns);
     let version = api.get("web").await.expect("get").metadata.resource_version;
-    more_calls(&ns, "DescribeTaskDefinition", 3).await;
+    more_calls(&ns, "ListTaskDefinitions", 3).await;
     let after = ecs_calls(&ns);
     assert_eq!(
         ecs_writes(&after),
@@ -124,7 +124,7 @@ async fn registers_once_per_change_and_nothing_at_idle_or_restart() {
 
     // A restart (kill -9) changes nothing either.
     operator.restart();
-    more_calls(&ns, "DescribeTaskDefinition", 2).await;
+    more_calls(&ns, "ListTaskDefinitions", 2).await;
     let after_restart = ecs_calls(&ns);
     assert_eq!(
         calls_of(&after_restart, "RegisterTaskDefinition"),
@@ -240,7 +240,8 @@ async fn tags_change_in_place_and_drift_is_corrected() {
     );
     assert_eq!(calls_of(&calls, "TagResource"), 1, "{calls:?}");
 
-    // Behind the operator's back: the tag is removed; the next resync puts it back.
+    // Behind the operator's back: the tag is removed; a resync that describes revisions
+    // (every 12th: 12 s here) puts it back.
     ecs_client()
         .untag_resource()
         .resource_arn(&arn)
@@ -362,5 +363,33 @@ async fn an_ecs_rejection_stalls_with_ecs_message_and_is_not_retried_until_the_s
             .any(|(r, m)| r == "EcsRejected" && m.contains("RegisterTaskDefinition")),
         "{events:?}"
     );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_revision_deregistered_behind_the_operators_back_is_registered_again_at_resync() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-drift").await;
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    let family = format!("{ns}-web");
+    apply_json(&api, &task_definition("web", &family, "nginx:1.28", json!({}))).await;
+    let first = ready(&api, "web", 60).await;
+    let first = first.status.and_then(|s| s.task_definition_arn).expect("revision");
+
+    ecs_client()
+        .deregister_task_definition()
+        .task_definition(&first)
+        .send()
+        .await
+        .expect("deregister");
+    // Nothing in Kubernetes changed: only the resync's listing can notice.
+    let second = wait_for("a new revision", 30, || async {
+        let arn = api.get("web").await.ok()?.status?.task_definition_arn?;
+        (arn != first).then_some(arn)
+    })
+    .await;
+    assert!(second.ends_with(&format!("{family}:2")), "{second}");
+    event(&client, &ns, "web", "RevisionRegistered", "no longer ACTIVE").await;
     delete_namespace(&client, &ns).await;
 }

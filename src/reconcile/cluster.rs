@@ -134,7 +134,7 @@ impl Managed for EcsCluster {
     }
 
     /// DescribeClusters of every cluster with an ARN in status: 100 per call, per region.
-    async fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) {
+    async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
         let mut by_region: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for cluster in &objects {
             let Some(status) = &cluster.status else { continue };

@@ -82,6 +82,23 @@ pub fn merge(previous: &[Condition], wanted: Vec<Wanted>, generation: Option<i64
 /// Ready reasons of the errors retrying cannot fix ([`Error::is_terminal`]).
 const TERMINAL_REASONS: &[&str] = &["EcsRejected", "AccessDenied", "InvalidSpec", "NotOwned", "NoRegion"];
 
+/// Whether the object is where its last reconcile left it waiting for nothing but change:
+/// Ready on its current generation, or Failed in ECS (a rollout the circuit breaker
+/// stopped, a FAILED cluster). Only these are re-observed by resyncs; every other object
+/// already has its own requeue (in progress, backing off, or stalled on bad input).
+pub fn settled<K: Managed>(obj: &K) -> bool {
+    let Some(mut status) = obj.status().cloned() else {
+        return false;
+    };
+    let common = K::common(&mut status);
+    let is_true = |type_: &str| common.conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
+    let failed_in_ecs = common
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True" && !TERMINAL_REASONS.contains(&c.reason.as_str()));
+    common.observed_generation == obj.meta().generation && (is_true("Ready") || failed_in_ecs)
+}
+
 /// While an object is Stalled by a terminal error on its current generation, how long to
 /// wait before one more try: `interval` after the later of the stall and the last attempt
 /// this process made (the condition's time stays put while it remains Stalled). None when

@@ -23,7 +23,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -262,8 +262,9 @@ pub trait Managed:
     /// Before a resync: reads the ECS resources of all `objects` in as few calls as ECS
     /// allows and offers each object's to [`Context::observations`]. Kinds without a batch
     /// read leave it to each reconcile.
-    fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) -> impl Future<Output = ()> + Send {
-        let _ = (objects, ctx);
+    /// `sweep` counts resyncs since the operator started.
+    fn observe_all(objects: Vec<Arc<Self>>, sweep: u64, ctx: &Context) -> impl Future<Output = ()> + Send {
+        let _ = (objects, sweep, ctx);
         async {}
     }
 }
@@ -351,7 +352,7 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
     let resyncs = resyncs(controller.store(), ctx.clone());
     controller
         .with_config(config)
-        .reconcile_all_on(resyncs)
+        .reconcile_on(resyncs)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -363,23 +364,26 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
         .await;
 }
 
-/// Every resync interval: one batched read of every object's ECS resource, then a
-/// reconcile of every object, which finds its snapshot and, when in sync, writes nothing.
-// NB: in-sync objects are not requeued one by one; reconciling them together is what lets
+/// Every resync interval: one batched read of the ECS resources of every settled object
+/// (see [`conditions::settled`]), then a reconcile of each, which finds its snapshot and,
+/// when in sync, writes nothing.
+// NB: settled objects are not requeued one by one; reconciling them together is what lets
 // their reads be batched (DescribeServices takes 10 services per call).
-fn resyncs<K: Managed>(store: Store<K>, ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::unfold((store, ctx), |(store, ctx)| async move {
+fn resyncs<K: Managed>(store: Store<K>, ctx: Arc<Context>) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
+    futures::stream::unfold((store, ctx, 1u64), |(store, ctx, sweep)| async move {
         tokio::time::sleep(ctx.settings.resync_interval).await;
         let began = ctx.observations.sweep_begins();
-        let objects: Vec<Arc<K>> = store
+        let settled: Vec<Arc<K>> = store
             .state()
             .into_iter()
-            .filter(|obj| obj.meta().deletion_timestamp.is_none())
+            .filter(|obj| obj.meta().deletion_timestamp.is_none() && conditions::settled(obj.as_ref()))
             .collect();
-        K::observe_all(objects, &ctx).await;
+        let due: Vec<ObjectRef<K>> = settled.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
+        K::observe_all(settled, sweep, &ctx).await;
         ctx.observations.sweep_done(began);
-        Some(((), (store, ctx)))
+        Some((futures::stream::iter(due), (store, ctx, sweep + 1)))
     })
+    .flatten()
 }
 
 async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -404,7 +404,7 @@ impl Managed for EcsService {
     }
 
     /// DescribeServices of every service with an ARN in status: 10 per call, per cluster.
-    async fn observe_all(objects: Vec<Arc<Self>>, ctx: &Context) {
+    async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
         let mut by_cluster: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
         for svc in &objects {
             let Some(status) = &svc.status else { continue };

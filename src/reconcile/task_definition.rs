@@ -5,13 +5,20 @@
 //! registers nothing. Only tags change in place. The object keeps `revisionHistoryLimit`
 //! of the revisions it registered ACTIVE, deregisters and deletes older ones, and never
 //! touches revisions anyone else registered in the family.
+//!
+//! Resyncs list ACTIVE revisions (100 per call) instead of describing each object's: a
+//! revision's content never changes, so one still ACTIVE is still in sync. Its tags can
+//! change, so every 12th resync (hourly at the default interval) describes each revision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
 
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStatus};
 use kube::ResourceExt;
 use serde_json::Value;
+use tracing::debug;
 
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
@@ -27,6 +34,13 @@ pub const CONTENT_HASH: &str = "ecs.operator.dev/content-hash";
 
 /// DeleteTaskDefinitions takes at most this many revisions per call.
 const DELETE_BATCH: usize = 10;
+/// ListTaskDefinitions returns at most this many revisions per call.
+const LIST_PAGE: i32 = 100;
+/// Every this many resyncs, each revision is described (tags included) instead of listed.
+const DESCRIBE_EVERY: u64 = 12;
+
+/// What a resync's listing saw: the object's revision is still ACTIVE.
+struct StillActive;
 
 impl EcsTaskDefinition {
     /// The family: spec.family, else metadata.name.
@@ -69,6 +83,27 @@ impl Managed for EcsTaskDefinition {
         let hash = content_hash(&content);
         let previous = self.status.clone().unwrap_or_default();
         let spec_changed = previous.common.observed_generation != self.metadata.generation;
+
+        let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
+
+        // NB: the resync's listing saw the revision this object registered still ACTIVE, and
+        // the spec is the one it was registered from: nothing to read or write.
+        let listed_active = ctx
+            .observations
+            .take::<StillActive>(&self.uid().unwrap_or_default())
+            .is_some();
+        if listed_active && !spec_changed && previous.active_revisions.len() <= limit {
+            let revision = previous.revision.unwrap_or_default();
+            let state = State::Ready {
+                reason: "Registered",
+                message: format!("revision {revision} is ACTIVE"),
+            };
+            return Ok(Outcome {
+                status: previous,
+                state,
+                events: vec![],
+            });
+        }
 
         let mut wanted_tags = ownership::tags_for(self);
         wanted_tags.insert(CONTENT_HASH.into(), hash.clone());
@@ -134,7 +169,6 @@ impl Managed for EcsTaskDefinition {
         if (ours || registered) && !active.contains(&td.revision()) {
             active.push(td.revision());
         }
-        let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
         let excess = active.len().saturating_sub(limit);
         if excess > 0 {
             let old = active[..excess].to_vec();
@@ -167,6 +201,56 @@ impl Managed for EcsTaskDefinition {
             message: format!("revision {} is ACTIVE", td.revision()),
         };
         Ok(Outcome { status, state, events })
+    }
+
+    /// ListTaskDefinitions of the ACTIVE revisions per region, 100 per call; an object whose
+    /// revision is listed needs no read of its own. Every 12th resync lists nothing, so each
+    /// object describes its revision and corrects drifted tags.
+    async fn observe_all(objects: Vec<Arc<Self>>, sweep: u64, ctx: &Context) {
+        if sweep.is_multiple_of(DESCRIBE_EVERY) {
+            return;
+        }
+        let mut by_region: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for td in &objects {
+            let Some(status) = &td.status else { continue };
+            if let (Some(region), Some(arn), Some(uid)) = (&status.region, &status.task_definition_arn, td.uid()) {
+                by_region.entry(region.clone()).or_default().push((uid, arn.clone()));
+            }
+        }
+        for (region, members) in by_region {
+            let ecs = ctx.ecs.client(&region);
+            let read_at = Instant::now();
+            let mut active = HashSet::new();
+            let mut next_token = None;
+            // NB: the account may hold far more ACTIVE revisions than the operator manages:
+            // never list more pages than there are objects to check; the rest read their own.
+            for _ in 0..members.len() {
+                ecs.permit("ListTaskDefinitions").await;
+                let page = ecs
+                    .list_task_definitions()
+                    .status(TaskDefinitionStatus::Active)
+                    .max_results(LIST_PAGE)
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await;
+                match page {
+                    Ok(out) => {
+                        active.extend(out.task_definition_arns().iter().cloned());
+                        next_token = out.next_token;
+                    }
+                    Err(err) => {
+                        debug!(region, error = %EcsError::new("ListTaskDefinitions", err), "listing failed");
+                        break;
+                    }
+                }
+                if next_token.is_none() {
+                    break;
+                }
+            }
+            for (uid, _) in members.iter().filter(|(_, arn)| active.contains(arn)) {
+                ctx.observations.offer(uid, read_at, StillActive);
+            }
+        }
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {

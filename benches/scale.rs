@@ -1,0 +1,447 @@
+//! `make bench`: what the operator costs at scale, measured against the local test bed.
+//!
+//! For each rate-limit mode (ECS's real limits, then none) it starts a fresh operator (the
+//! optimised build), creates N services, each with its own task definition, spread over a
+//! few clusters, and reports:
+//! - time until every object is Ready, and for real limits its ratio to the floor those
+//!   limits impose (N registrations at 1/s after a burst of 20, ...);
+//! - ECS calls per converged object by operation, counted by the ECS endpoint;
+//! - Kubernetes writes per object, counted by the kube-apiserver's own metrics;
+//! - the operator's CPU seconds and peak RSS, from /proc;
+//! - an idle window of several resync intervals: ECS calls per object per hour, and ECS
+//!   and Kubernetes writes (both must be 0).
+//!
+//! Settings (environment): BENCH_SERVICES (1000), BENCH_CLUSTERS (4),
+//! BENCH_RESYNC_SECONDS (30), BENCH_IDLE_RESYNCS (3), BENCH_MODES ("ecs,off").
+//! Prints a table and writes target/bench/summary.json. Loopback only; every run ends by
+//! itself, and deletes what it created.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Operator, admin_client, calls_of, ecs_calls, namespace};
+use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
+use ecs_operator::ecs::limits::{Category, RateLimits};
+use ecs_operator::reconcile::Managed;
+use futures::StreamExt;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Figures of one run.
+#[derive(Serialize)]
+struct Run {
+    rate_limits: String,
+    services: u64,
+    task_definitions: u64,
+    clusters: u64,
+    objects: u64,
+    seconds_to_ready: f64,
+    /// The least time ECS's limits allow for the create path (0 without limits).
+    rate_limit_floor_seconds: f64,
+    ready_to_floor_ratio: Option<f64>,
+    ecs_calls_to_ready: BTreeMap<String, u64>,
+    ecs_calls_per_object_to_ready: f64,
+    ecs_writes_per_service_besides_registration: f64,
+    kube_writes_to_ready: BTreeMap<String, u64>,
+    kube_writes_per_object_to_ready: f64,
+    cpu_seconds_to_ready: f64,
+    cpu_ms_per_object_to_ready: f64,
+    peak_rss_mib: f64,
+    idle_seconds: f64,
+    idle_ecs_calls: BTreeMap<String, u64>,
+    idle_ecs_calls_per_object_per_hour: f64,
+    idle_ecs_writes: u64,
+    idle_kube_writes: u64,
+    idle_cpu_seconds: f64,
+}
+
+/// ECS operations that change something.
+fn is_write(operation: &str) -> bool {
+    common::ECS_WRITES.contains(&operation)
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // NB: fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    ticks / per_second
+}
+
+/// Peak resident set size of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Writes to ecs.operator.dev objects (status, finalizers), by verb and resource, from the
+/// kube-apiserver's own /metrics. Creates (POST) and deletes are the benchmark's.
+async fn object_writes(client: &Client) -> BTreeMap<String, u64> {
+    let request = http::Request::get("/metrics").body(vec![]).expect("request");
+    let text = client.request_text(request).await.expect("apiserver /metrics");
+    let mut writes = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_string())
+        };
+        let (Some(group), Some(resource), Some(verb)) = (label("group"), label("resource"), label("verb")) else {
+            continue;
+        };
+        if group != "ecs.operator.dev" || !["PATCH", "APPLY", "PUT"].contains(&verb.as_str()) {
+            continue;
+        }
+        let key = match label("subresource").filter(|s| !s.is_empty()) {
+            Some(sub) => format!("{verb} {resource}/{sub}"),
+            None => format!("{verb} {resource}"),
+        };
+        let count = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+        *writes.entry(key).or_insert(0) += count;
+    }
+    writes
+}
+
+/// Writes of Events in the namespace: one create each, plus one patch per repeat folded
+/// into its series.
+async fn event_writes(client: &Client, namespace: &str) -> u64 {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await.expect("events");
+    list.items
+        .iter()
+        .map(|e| e.series.as_ref().map_or(1, |s| s.count.max(1) as u64))
+        .sum()
+}
+
+/// Kubernetes writes the operator made: object writes (global counters, so only one
+/// benchmark runs at a time) and the namespace's Events.
+async fn kube_writes(client: &Client, namespace: &str) -> BTreeMap<String, u64> {
+    let mut writes = object_writes(client).await;
+    writes.insert("POST/PATCH events".into(), event_writes(client, namespace).await);
+    writes
+}
+
+fn difference(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// How many objects of a kind are Ready.
+async fn ready_count<K: Managed>(api: &Api<K>) -> usize {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter(|obj| {
+            let status = obj
+                .status()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            status["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
+}
+
+async fn create_all<K: Managed>(api: &Api<K>, objects: Vec<Value>) {
+    futures::stream::iter(objects)
+        .map(|obj| async move {
+            let obj: K = serde_json::from_value(obj).expect("object");
+            api.create(&PostParams::default(), &obj).await.expect("create");
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// The least time ECS's buckets allow for `calls` of a category, after its burst.
+fn floor_seconds(category: Category, calls: u64) -> f64 {
+    let limit = category.ecs_limit();
+    calls.saturating_sub(u64::from(limit.burst)) as f64 / limit.per_second
+}
+
+async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs: u64) -> Run {
+    let client = admin_client().await;
+    let ns = namespace(&client, &format!("bench-{mode}")).await;
+    let limits: RateLimits = mode.parse().expect("rate limits");
+    eprintln!("bench: {services} services in {clusters} clusters, rate limits {mode}, namespace {ns}");
+    let mut operator = Operator::start_with(
+        &ns,
+        &[
+            "--ecs-rate-limits",
+            mode,
+            "--resync-seconds",
+            &resync.to_string(),
+            "--log-level",
+            "warn",
+        ],
+    );
+    let pid = operator.pid();
+    let cluster_api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let td_api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let service_api: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let writes_before = kube_writes(&client, &ns).await;
+    let started = Instant::now();
+
+    let cluster_objects = (0..clusters)
+        .map(|c| {
+            object(
+                "EcsCluster",
+                &format!("c{c}"),
+                json!({"clusterName": format!("{ns}-c{c}")}),
+            )
+        })
+        .collect();
+    create_all(&cluster_api, cluster_objects).await;
+    let td_objects = (0..services)
+        .map(|i| {
+            let spec = json!({"family": format!("{ns}-td{i}"),
+                              "containerDefinitions": [{"name": "app", "image": format!("app:{i}"), "memory": 128}]});
+            object("EcsTaskDefinition", &format!("td{i}"), spec)
+        })
+        .collect();
+    create_all(&td_api, td_objects).await;
+    let service_objects = (0..services)
+        .map(|i| {
+            let spec = json!({"clusterRef": {"name": format!("c{}", i % clusters)},
+                              "taskDefinitionRef": {"name": format!("td{i}")}, "desiredCount": 1});
+            object("EcsService", &format!("svc{i}"), spec)
+        })
+        .collect();
+    create_all(&service_api, service_objects).await;
+    eprintln!(
+        "bench: created {} objects in {:.1} s",
+        clusters + 2 * services,
+        started.elapsed().as_secs_f64()
+    );
+
+    let total = (clusters + 2 * services) as usize;
+    let deadline = Instant::now() + Duration::from_secs(3 * 3600);
+    let mut last_report = Instant::now();
+    loop {
+        let ready = ready_count(&cluster_api).await + ready_count(&td_api).await + ready_count(&service_api).await;
+        if ready == total {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not Ready within 3 hours: {ready}/{total}");
+        if last_report.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "bench: {ready}/{total} Ready after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let seconds_to_ready = started.elapsed().as_secs_f64();
+    let cpu_to_ready = cpu_seconds(pid);
+    let calls_to_ready = ecs_calls(&ns);
+    let writes_to_ready = difference(&kube_writes(&client, &ns).await, &writes_before);
+    eprintln!("bench: all {total} Ready after {seconds_to_ready:.1} s; idle for {idle_resyncs} resyncs");
+
+    // Idle: let the in-flight passes settle for one interval, then count over several.
+    tokio::time::sleep(Duration::from_secs(resync)).await;
+    let idle_calls_before = ecs_calls(&ns);
+    let idle_writes_before = kube_writes(&client, &ns).await;
+    let idle_cpu_before = cpu_seconds(pid);
+    let idle_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(resync * idle_resyncs)).await;
+    let idle_seconds = idle_started.elapsed().as_secs_f64();
+    let idle_calls = difference(&ecs_calls(&ns), &idle_calls_before);
+    let idle_writes = difference(&kube_writes(&client, &ns).await, &idle_writes_before);
+    let idle_cpu = cpu_seconds(pid) - idle_cpu_before;
+    let peak_rss = peak_rss_mib(pid);
+
+    let objects = clusters + 2 * services;
+    let floor = if limits == RateLimits::off() {
+        0.0
+    } else {
+        [
+            floor_seconds(Category::TaskDefinitionModify, services),
+            floor_seconds(Category::ServiceModify, services),
+            floor_seconds(Category::ClusterModify, clusters),
+        ]
+        .into_iter()
+        .fold(0.0, f64::max)
+    };
+    let create_path_writes: u64 = calls_to_ready
+        .iter()
+        .filter(|(op, _)| is_write(op) && op.as_str() != "RegisterTaskDefinition")
+        .map(|(_, n)| n)
+        .sum();
+    let idle_calls_total: u64 = idle_calls.values().sum();
+    let result = Run {
+        rate_limits: mode.to_string(),
+        services,
+        task_definitions: services,
+        clusters,
+        objects,
+        seconds_to_ready,
+        rate_limit_floor_seconds: floor,
+        ready_to_floor_ratio: (floor > 0.0).then(|| seconds_to_ready / floor),
+        ecs_calls_per_object_to_ready: calls_to_ready.values().sum::<u64>() as f64 / objects as f64,
+        ecs_writes_per_service_besides_registration: create_path_writes as f64 / (services + clusters) as f64,
+        ecs_calls_to_ready: calls_to_ready,
+        kube_writes_per_object_to_ready: writes_to_ready.values().sum::<u64>() as f64 / objects as f64,
+        kube_writes_to_ready: writes_to_ready,
+        cpu_seconds_to_ready: cpu_to_ready,
+        cpu_ms_per_object_to_ready: cpu_to_ready * 1000.0 / objects as f64,
+        peak_rss_mib: peak_rss,
+        idle_seconds,
+        idle_ecs_calls_per_object_per_hour: idle_calls_total as f64 / objects as f64 * 3600.0 / idle_seconds,
+        idle_ecs_writes: idle_calls.iter().filter(|(op, _)| is_write(op)).map(|(_, n)| n).sum(),
+        idle_kube_writes: idle_writes.values().sum(),
+        idle_ecs_calls: idle_calls,
+        idle_cpu_seconds: idle_cpu,
+    };
+
+    // Clean up with limits lifted, so that deleting does not take as long as creating.
+    let _ = operator.terminate();
+    let _cleaner = Operator::start_as(&ns, &format!("{ns}-cleanup"), &["--ecs-rate-limits", "off"]);
+    common::delete_namespace(&client, &ns).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for _ in 0..1200 {
+        if namespaces.get_opt(&ns).await.ok().flatten().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let left = calls_of(&ecs_calls(&format!("{ns}-cleanup")), "DeleteService");
+    eprintln!("bench: cleaned up ({left} services deleted)");
+    result
+}
+
+fn print_table(runs: &[Run]) {
+    let row = |name: &str, value: &dyn Fn(&Run) -> String| {
+        let values: Vec<String> = runs.iter().map(|r| format!("{:>22}", value(r))).collect();
+        println!("{name:<46}{}", values.join(""));
+    };
+    println!();
+    row("rate limits", &|r| r.rate_limits.clone());
+    row("services / task definitions / clusters", &|r| {
+        format!("{}/{}/{}", r.services, r.task_definitions, r.clusters)
+    });
+    row("time to all Ready (s)", &|r| format!("{:.1}", r.seconds_to_ready));
+    row("rate-limit floor (s)", &|r| {
+        format!("{:.1}", r.rate_limit_floor_seconds)
+    });
+    row("ratio to floor", &|r| {
+        r.ready_to_floor_ratio
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into())
+    });
+    row("ECS calls per object to Ready", &|r| {
+        format!("{:.2}", r.ecs_calls_per_object_to_ready)
+    });
+    let operations: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| r.ecs_calls_to_ready.keys()).collect();
+    for op in operations {
+        row(&format!("  {op} per object"), &|r| {
+            format!(
+                "{:.3}",
+                r.ecs_calls_to_ready.get(op).copied().unwrap_or(0) as f64 / r.objects as f64
+            )
+        });
+    }
+    row("ECS writes per service/cluster (no register)", &|r| {
+        format!("{:.3}", r.ecs_writes_per_service_besides_registration)
+    });
+    row("Kubernetes writes per object to Ready", &|r| {
+        format!("{:.2}", r.kube_writes_per_object_to_ready)
+    });
+    let kinds: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.kube_writes_to_ready.keys()).collect();
+    for kind in kinds {
+        row(&format!("  {kind}"), &|r| {
+            r.kube_writes_to_ready.get(kind).copied().unwrap_or(0).to_string()
+        });
+    }
+    row("operator CPU to Ready (s)", &|r| {
+        format!("{:.2}", r.cpu_seconds_to_ready)
+    });
+    row("operator CPU per object (ms)", &|r| {
+        format!("{:.3}", r.cpu_ms_per_object_to_ready)
+    });
+    row("operator peak RSS (MiB)", &|r| format!("{:.1}", r.peak_rss_mib));
+    row("idle window (s)", &|r| format!("{:.0}", r.idle_seconds));
+    row("idle ECS calls per object per hour", &|r| {
+        format!("{:.1}", r.idle_ecs_calls_per_object_per_hour)
+    });
+    row("idle ECS calls", &|r| {
+        format!("{:?}", r.idle_ecs_calls).replace('"', "")
+    });
+    row("idle ECS writes", &|r| r.idle_ecs_writes.to_string());
+    row("idle Kubernetes writes", &|r| r.idle_kube_writes.to_string());
+    row("idle operator CPU (s)", &|r| format!("{:.2}", r.idle_cpu_seconds));
+}
+
+#[tokio::main]
+async fn main() {
+    let services = setting("BENCH_SERVICES", 1000);
+    let clusters = setting("BENCH_CLUSTERS", 4).max(1);
+    let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
+    let idle_resyncs = setting("BENCH_IDLE_RESYNCS", 3).max(1);
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "ecs,off".into());
+    let mut runs = vec![];
+    for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        runs.push(run(mode, services, clusters, resync, idle_resyncs).await);
+    }
+    print_table(&runs);
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let summary = json!({"machine": {"cpu": machine, "cores": cores}, "runs": runs});
+    let dir = common::root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).expect("json"),
+    )
+    .expect("write summary.json");
+    println!("\nwrote target/bench/summary.json");
+}
