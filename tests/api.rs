@@ -202,7 +202,7 @@ fn stem(path: &Path) -> String {
 async fn malformed_objects_are_rejected_at_admission_naming_the_field() {
     let client = admin_client().await;
     let cases = admission_cases();
-    assert!(cases.len() >= 15, "at least 15 malformed objects");
+    assert!(cases.len() >= 50, "at least 50 malformed objects");
     let ns = namespace(&client, "admission").await;
     let mut failures = vec![];
     for case in &cases {
