@@ -50,6 +50,12 @@ struct RunArgs {
     /// At most this many reconciles at once per kind (0: unbounded).
     #[arg(long, env = "ECS_OPERATOR_MAX_CONCURRENT_RECONCILES", default_value_t = 10)]
     max_concurrent_reconciles: u16,
+    /// A YAML file mapping namespaces to the IAM role ARNs their objects act as
+    /// (`team-a: arn:aws:iam::111122223333:role/ecs-team-a`), assumed through STS from the
+    /// operator's own identity. Unmapped namespaces act as the operator itself. Mount it
+    /// from a ConfigMap in the operator's namespace: only the cluster administrator sets it.
+    #[arg(long, env = "ECS_OPERATOR_NAMESPACE_ROLES")]
+    namespace_roles: Option<std::path::PathBuf>,
     /// Client-side ECS rate limits per account and region: `ecs` (ECS's own buckets), `off`,
     /// or ECS's with overrides, e.g. `service-read=50/10,task-definition-modify=10/0.5`
     /// (burst/per second). Lower them to leave headroom for other tools in the account.
@@ -128,6 +134,11 @@ impl RunArgs {
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init_logging(args.log_format, &args.log_level);
+    let namespace_roles = match &args.namespace_roles {
+        Some(path) => ecs_operator::ecs::roles::read(path)?,
+        None => Default::default(),
+    };
+    info!(namespaces = ?namespace_roles.keys().collect::<Vec<_>>(), "namespaces mapped to IAM roles");
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     server::serve(args.metrics_address, health.clone(), metrics.clone()).await?;
@@ -158,7 +169,13 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         health.set_ready(false);
     }
 
-    let ecs = EcsClients::load(args.region.clone(), args.ecs_rate_limits.clone(), metrics.clone()).await;
+    let ecs = EcsClients::load(
+        args.region.clone(),
+        args.ecs_rate_limits.clone(),
+        namespace_roles,
+        metrics.clone(),
+    )
+    .await;
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         stalled_retry_interval: Duration::from_secs(args.stalled_retry_seconds),

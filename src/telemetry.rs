@@ -27,7 +27,7 @@ pub enum LogFormat {
 
 /// Sets up logging: `level` is a tracing filter (e.g. `info` or `info,kube=warn`).
 pub fn init_logging(format: Option<LogFormat>, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(with_sdk_capped(level)).unwrap_or_else(|_| "info".into());
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Text
     } else {
@@ -37,6 +37,16 @@ pub fn init_logging(format: Option<LogFormat>, level: &str) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// The AWS SDK's orchestrator logs the resolved identity (the access key ID) at debug level:
+/// unless a filter names the SDK explicitly, it stays at info whatever the overall level.
+fn with_sdk_capped(level: &str) -> String {
+    if level.contains("aws_smithy") {
+        level.to_string()
+    } else {
+        format!("{level},aws_smithy_runtime=info,aws_smithy_runtime_api=info")
     }
 }
 

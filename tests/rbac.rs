@@ -305,3 +305,58 @@ fn the_chart_runs_locked_down_and_validates_its_values() {
     assert!(!bad.status.success(), "values.schema.json rejects replicaCount 0");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("replicaCount"));
 }
+
+#[test]
+fn the_chart_mounts_the_namespace_roles_its_values_map() {
+    let rendered = chart_rendered(
+        "ecs-operator-chart",
+        &["namespaceRoles.team-a=arn:aws:iam::111111111111:role/ecs-team-a"],
+    );
+    let objects = parse_manifest(&rendered);
+    let config_map = objects
+        .iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "ConfigMap"))
+        .expect("a ConfigMap");
+    let file = config_map.data["data"]["namespace-roles.yaml"]
+        .as_str()
+        .expect("the file");
+    // The operator reads exactly what the chart renders.
+    let path = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(path.path(), file).expect("write");
+    let roles = ecs_operator::ecs::roles::read(path.path()).expect("a valid mapping");
+    assert_eq!(roles["team-a"], "arn:aws:iam::111111111111:role/ecs-team-a");
+    let deployment = objects
+        .iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "Deployment"))
+        .expect("a Deployment");
+    let pod = &deployment.data["spec"]["template"]["spec"];
+    let args = strings(&pod["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--namespace-roles=/etc/ecs-operator/namespace-roles.yaml".to_string()),
+        "{args:?}"
+    );
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"].as_str(),
+        config_map.metadata.name.as_deref()
+    );
+    assert!(
+        !chart_rendered("ecs-operator-chart", &[]).contains("namespace-roles"),
+        "no mapping by default"
+    );
+
+    let bad = std::process::Command::new(root().join(".testenv/bin/helm"))
+        .args([
+            "template",
+            "ecs",
+            "charts/ecs-operator",
+            "--set",
+            "namespaceRoles.team-a=admin",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("helm");
+    assert!(
+        !bad.status.success(),
+        "values.schema.json rejects a role that is not an ARN"
+    );
+}

@@ -406,3 +406,53 @@ async fn with_allow_replacement_a_launch_type_or_name_change_recreates_the_servi
     assert_eq!(ecs_service(&cluster_name, "web-v2").await.0, "ACTIVE");
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn a_service_ecs_rejects_is_stalled_with_ecs_words_after_at_most_three_calls() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "svc-rejected").await;
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    apply(&client, &ns, &cluster(&ns)).await;
+    // Passes admission; ECS has no such revision.
+    let rejected = object(
+        "EcsService",
+        "web",
+        json!({"clusterRef": {"name": "main"}, "taskDefinition": format!("{ns}-nothing:3"), "desiredCount": 1}),
+    );
+    apply(&client, &ns, &rejected).await;
+    let (_, reason, message) = wait_for("Stalled with ECS's message", 30, || async {
+        let status = services.get("web").await.ok()?.status?;
+        condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
+    })
+    .await;
+    assert_eq!(reason, "EcsRejected");
+    assert!(message.contains("Unable to describe task definition"), "{message}");
+    event(&client, &ns, "web", "EcsRejected", "Unable to describe task definition").await;
+
+    // Several resyncs later (each reads the cluster once), not one more call for the service.
+    let stalled = ecs_calls(&ns);
+    more_calls(&ns, "DescribeClusters", 4).await;
+    let later = ecs_calls(&ns);
+    let service_calls = |calls: &std::collections::BTreeMap<String, u64>| {
+        ["DescribeServices", "CreateService", "UpdateService"]
+            .iter()
+            .map(|op| calls_of(calls, op))
+            .sum::<u64>()
+    };
+    assert!(
+        service_calls(&stalled) <= 3,
+        "calls for the rejected generation: {stalled:?}"
+    );
+    assert_eq!(
+        service_calls(&later),
+        service_calls(&stalled),
+        "no retry loop: {later:?}"
+    );
+
+    // Fixing the spec is acted on at once.
+    apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
+    apply(&client, &ns, &service("web", "web", json!({"desiredCount": 1}))).await;
+    ready(&services, "web", 60).await;
+    delete_namespace(&client, &ns).await;
+}

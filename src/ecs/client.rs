@@ -1,9 +1,13 @@
 //! ECS clients: one credential chain (aws-config's default: environment, IRSA web identity,
-//! EKS Pod Identity, profiles), one client per region, built on first use and cached.
+//! EKS Pod Identity, profiles), one client per region and identity, built on first use and
+//! cached. The cluster administrator may map namespaces to IAM roles (`--namespace-roles`):
+//! objects in a mapped namespace act as that role, assumed through STS from the operator's
+//! own identity; every other namespace acts as the operator itself. The mapping lives in
+//! the operator's configuration, never in a field a namespace's users can set.
 //! `AWS_ENDPOINT_URL` is honoured by aws-config, which is how tests reach the local endpoint.
 //! Each region's client comes with that region's rate limiter ([`Ecs::permit`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -15,13 +19,15 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use super::limits::{RateLimiter, RateLimits};
 use crate::telemetry::Metrics;
 
-/// ECS clients per region, sharing one credential chain.
+/// ECS clients per identity and region, sharing one credential chain.
 pub struct EcsClients {
     base: SdkConfig,
     metrics: Arc<Metrics>,
     limits: RateLimits,
     default_region: Option<String>,
-    by_region: Mutex<HashMap<String, Ecs>>,
+    namespace_roles: BTreeMap<String, String>,
+    /// (role assumed, or None for the operator's own identity; region) -> client.
+    clients: Mutex<HashMap<(Option<String>, String), Ecs>>,
 }
 
 /// The ECS client of one account and region, with the rate limiter every call of that
@@ -70,8 +76,14 @@ impl std::ops::Deref for Ecs {
 
 impl EcsClients {
     /// Loads the default credential chain and region; `default_region` overrides the region
-    /// the chain finds (AWS_REGION, profile, ...).
-    pub async fn load(default_region: Option<String>, limits: RateLimits, metrics: Arc<Metrics>) -> Self {
+    /// the chain finds (AWS_REGION, profile, ...). `namespace_roles` maps namespaces to the
+    /// IAM role ARNs their objects act as.
+    pub async fn load(
+        default_region: Option<String>,
+        limits: RateLimits,
+        namespace_roles: BTreeMap<String, String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let default_region = default_region.or_else(|| base.region().map(|r| r.to_string()));
         Self {
@@ -79,8 +91,14 @@ impl EcsClients {
             metrics,
             limits,
             default_region,
-            by_region: Mutex::new(HashMap::new()),
+            namespace_roles,
+            clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The role objects in `namespace` act as; None: the operator's own identity.
+    pub fn role_for(&self, namespace: &str) -> Option<&str> {
+        self.namespace_roles.get(namespace).map(String::as_str)
     }
 
     /// The region an object lives in: its spec.region, else the operator's default.
@@ -88,23 +106,38 @@ impl EcsClients {
         spec_region.map(str::to_owned).or_else(|| self.default_region.clone())
     }
 
-    /// The client for a region.
-    pub fn client(&self, region: &str) -> Ecs {
-        let mut cache = self.by_region.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let config = aws_sdk_ecs::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .interceptor(CountCalls(self.metrics.clone()))
-                    .build();
-                Ecs {
-                    client: aws_sdk_ecs::Client::from_conf(config),
-                    limiter: Arc::new(RateLimiter::new(&self.limits)),
-                    metrics: Some(self.metrics.clone()),
-                }
-            })
-            .clone()
+    /// The client objects in `namespace` use in `region`.
+    pub async fn client(&self, namespace: &str, region: &str) -> Ecs {
+        self.client_as(self.role_for(namespace), region).await
+    }
+
+    /// The client acting as `role` (None: the operator's own identity) in `region`, with
+    /// that account and region's rate limiter.
+    pub async fn client_as(&self, role: Option<&str>, region: &str) -> Ecs {
+        let key = (role.map(str::to_owned), region.to_string());
+        if let Some(ecs) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return ecs.clone();
+        }
+        let mut config = aws_sdk_ecs::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .interceptor(CountCalls(self.metrics.clone()));
+        if let Some(role) = role {
+            // NB: the provider caches the session and refreshes it before it expires.
+            let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("ecs-operator")
+                .region(Region::new(region.to_string()))
+                .configure(&self.base)
+                .build()
+                .await;
+            config = config.credentials_provider(assumed);
+        }
+        let ecs = Ecs {
+            client: aws_sdk_ecs::Client::from_conf(config.build()),
+            limiter: Arc::new(RateLimiter::new(&self.limits)),
+            metrics: Some(self.metrics.clone()),
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.entry(key).or_insert(ecs).clone()
     }
 }
 

@@ -42,7 +42,7 @@ impl EcsError {
                 let inner = service.err();
                 let code = inner.code().map(str::to_owned);
                 let message = inner.message().map(str::to_owned).unwrap_or_else(|| inner.to_string());
-                let class = classify(code.as_deref(), &message);
+                let class = classify(operation, code.as_deref(), &message);
                 Self {
                     operation,
                     code,
@@ -88,15 +88,20 @@ fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debu
     text
 }
 
-/// Maps ECS's error code to what the operator should do.
-pub fn classify(code: Option<&str>, message: &str) -> ErrorClass {
+/// Maps ECS's error code (from `operation`) to what the operator should do.
+pub fn classify(operation: &str, code: Option<&str>, message: &str) -> ErrorClass {
     match code.unwrap_or_default() {
         "ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException" => {
             ErrorClass::Throttled
         }
         "ClusterNotFoundException" | "ServiceNotFoundException" | "ResourceNotFoundException" => ErrorClass::NotFound,
-        // NB: DescribeTaskDefinition answers a missing family with a ClientException.
-        "ClientException" if message.starts_with("Unable to describe task definition") => ErrorClass::NotFound,
+        // NB: DescribeTaskDefinition answers a missing family with a ClientException; any
+        // other operation saying so (CreateService of a missing revision) is rejected input.
+        "ClientException"
+            if operation == "DescribeTaskDefinition" && message.starts_with("Unable to describe task definition") =>
+        {
+            ErrorClass::NotFound
+        }
         "AccessDeniedException"
         | "UnauthorizedOperation"
         | "InvalidParameterException"
@@ -120,24 +125,52 @@ mod tests {
     #[test]
     fn codes_map_to_what_retrying_can_fix() {
         assert_eq!(
-            classify(Some("ThrottlingException"), "Rate exceeded"),
+            classify("DescribeTaskDefinition", Some("ThrottlingException"), "Rate exceeded"),
             ErrorClass::Throttled
         );
-        assert_eq!(classify(Some("ServerException"), "oops"), ErrorClass::Transient);
         assert_eq!(
-            classify(Some("InvalidParameterException"), "bad cpu"),
+            classify("DescribeTaskDefinition", Some("ServerException"), "oops"),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify("DescribeTaskDefinition", Some("InvalidParameterException"), "bad cpu"),
             ErrorClass::Terminal
         );
-        assert_eq!(classify(Some("AccessDeniedException"), "no"), ErrorClass::Terminal);
-        assert_eq!(classify(Some("ClusterNotFoundException"), "gone"), ErrorClass::NotFound);
         assert_eq!(
-            classify(Some("ClientException"), "Unable to describe task definition."),
+            classify("DescribeTaskDefinition", Some("AccessDeniedException"), "no"),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify("DescribeTaskDefinition", Some("ClusterNotFoundException"), "gone"),
             ErrorClass::NotFound
         );
         assert_eq!(
-            classify(Some("ClientException"), "Container.image should not be null"),
+            classify(
+                "DescribeTaskDefinition",
+                Some("ClientException"),
+                "Unable to describe task definition."
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(
+                "DescribeTaskDefinition",
+                Some("ClientException"),
+                "Container.image should not be null"
+            ),
             ErrorClass::Terminal
         );
-        assert_eq!(classify(None, "connection reset"), ErrorClass::Transient);
+        assert_eq!(
+            classify(
+                "CreateService",
+                Some("ClientException"),
+                "Unable to describe task definition."
+            ),
+            ErrorClass::Terminal
+        );
+        assert_eq!(
+            classify("DescribeServices", None, "connection reset"),
+            ErrorClass::Transient
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod limits;
 pub mod normalize;
 pub mod ownership;
+pub mod roles;
 pub mod wire;
 
 /// The realistic task definitions of tests/fixtures/task_definitions, as ECS JSON.

@@ -18,6 +18,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 use tracing::debug;
 
+use super::observations::by_account;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
@@ -66,7 +67,7 @@ impl Managed for EcsCluster {
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
-        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, region) = ctx.ecs_for(self).await?;
         let name = self.cluster_name();
         let previous = self.status.clone().unwrap_or_default();
         let spec_changed = previous.common.observed_generation != self.metadata.generation;
@@ -135,15 +136,11 @@ impl Managed for EcsCluster {
 
     /// DescribeClusters of every cluster with an ARN in status: 100 per call, per region.
     async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
-        let mut by_region: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for cluster in &objects {
-            let Some(status) = &cluster.status else { continue };
-            if let (Some(region), Some(arn), Some(uid)) = (&status.region, &status.cluster_arn, cluster.uid()) {
-                by_region.entry(region.clone()).or_default().push((uid, arn.clone()));
-            }
-        }
-        for (region, members) in by_region {
-            let ecs = ctx.ecs.client(&region);
+        let groups = by_account(ctx, &objects, |cluster| {
+            let status = cluster.status.as_ref()?;
+            Some((status.region.clone()?, String::new(), status.cluster_arn.clone()?))
+        });
+        for (ecs, _, members) in groups.await {
             for batch in members.chunks(DESCRIBE_BATCH) {
                 let read_at = Instant::now();
                 let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
@@ -154,7 +151,7 @@ impl Managed for EcsCluster {
                         }
                     }
                     // NB: each reconcile then reads its own cluster, as without batching.
-                    Err(err) => debug!(region, error = %err, "batched DescribeClusters failed"),
+                    Err(err) => debug!(error = %err, "batched DescribeClusters failed"),
                 }
             }
         }
@@ -165,7 +162,7 @@ impl Managed for EcsCluster {
         if self.spec.options.deletion_policy == DeletionPolicy::Retain {
             return Ok(vec![Note::normal("Retained", format!("left cluster {name} in ECS"))]);
         }
-        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, _) = ctx.ecs_for(self).await?;
         let status = self.status.clone().unwrap_or_default();
         let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await? else {
             return Ok(vec![]);

@@ -82,6 +82,19 @@ pub fn merge(previous: &[Condition], wanted: Vec<Wanted>, generation: Option<i64
 /// Ready reasons of the errors retrying cannot fix ([`Error::is_terminal`]).
 const TERMINAL_REASONS: &[&str] = &["EcsRejected", "AccessDenied", "InvalidSpec", "NotOwned", "NoRegion"];
 
+/// Whether the object is Ready on its current generation.
+pub fn ready<K: Managed>(obj: &K) -> bool {
+    let Some(mut status) = obj.status().cloned() else {
+        return false;
+    };
+    let common = K::common(&mut status);
+    common.observed_generation == obj.meta().generation
+        && common
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 /// Whether the object is where its last reconcile left it waiting for nothing but change:
 /// Ready on its current generation, or Failed in ECS (a rollout the circuit breaker
 /// stopped, a FAILED cluster). Only these are re-observed by resyncs; every other object

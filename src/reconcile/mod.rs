@@ -99,10 +99,14 @@ impl Context {
         }
     }
 
-    /// The ECS client and region for an object.
-    pub fn ecs_for(&self, options: &ManagementOptions) -> Result<(Ecs, String), Error> {
-        let region = self.ecs.region(options.region.as_deref()).ok_or(Error::NoRegion)?;
-        Ok((self.ecs.client(&region), region))
+    /// The ECS client and region of an object: its namespace's identity, its region.
+    pub async fn ecs_for<K: Managed>(&self, obj: &K) -> Result<(Ecs, String), Error> {
+        let region = self
+            .ecs
+            .region(obj.options().region.as_deref())
+            .ok_or(Error::NoRegion)?;
+        let namespace = obj.namespace().unwrap_or_default();
+        Ok((self.ecs.client(&namespace, &region).await, region))
     }
 }
 
@@ -482,9 +486,13 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
 
 /// Puts a failed reconcile into the conditions (keeping the kind's status fields) and a
 /// Warning Event carrying the error's own words.
+// NB: a retryable failure to re-observe a Ready object (throttled at resync) says nothing
+// about the object: it stays Ready, so GitOps health does not flap and nothing is written.
 async fn report_error<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, err: &Error) -> Result<(), Error> {
-    let status = obj.status().cloned().unwrap_or_default();
-    write_status(obj, ctx, api, status, conditions::from_error(err)).await?;
+    if err.is_terminal() || !conditions::ready(obj) {
+        let status = obj.status().cloned().unwrap_or_default();
+        write_status(obj, ctx, api, status, conditions::from_error(err)).await?;
+    }
     let note = Note {
         warning: true,
         reason: err.reason(),
@@ -565,7 +573,8 @@ fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
     }
 }
 
-/// Retryable failures back off exponentially (1s doubling to 5 min) with ±50% jitter.
+/// Retryable failures back off exponentially (2 s doubling to 1 min) with ±50% jitter: the
+/// client-side rate limiter already keeps the total pace of calls within ECS's limits.
 fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     match err {
         Error::DeletionBlocked(_) => return Action::requeue(Duration::from_secs(10)),
@@ -580,7 +589,7 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
     };
     let base = Duration::from_secs(1)
         .saturating_mul(1 << attempts.min(9))
-        .min(Duration::from_secs(300));
+        .min(Duration::from_secs(60));
     let jittered = base.mul_f64(0.5 + fastrand::f64());
     warn!(object = %obj.name_any(), error = %err, retry_in = ?jittered, "reconcile failed; retrying");
     Action::requeue(jittered)

@@ -9,9 +9,14 @@
 //! writes, and a missing entry only costs the usual single read.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+
+use super::{Context, Managed};
+use crate::ecs::client::Ecs;
 
 /// Entries not taken within this long are dropped (their object was not reconciled).
 const MAX_AGE: Duration = Duration::from_secs(60);
@@ -85,6 +90,34 @@ impl Observations {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (inner.fresh.len(), inner.touched.len())
     }
+}
+
+/// Objects to read together: their UIDs and the ARNs of their ECS resources.
+pub type Batch = Vec<(String, String)>;
+
+/// Groups objects for batched reads by the account they act in (their namespace's role),
+/// their region and `scope` (the cluster, for services): one group per client and call.
+/// `what` gives an object's region, scope and ARN, None when it has no ECS resource yet.
+pub async fn by_account<K: Managed>(
+    ctx: &Context,
+    objects: &[Arc<K>],
+    what: impl Fn(&K) -> Option<(String, String, String)>,
+) -> Vec<(Ecs, String, Batch)> {
+    let mut groups: BTreeMap<(Option<String>, String, String), Batch> = BTreeMap::new();
+    for obj in objects {
+        if let (Some((region, scope, arn)), Some(uid)) = (what(obj), obj.uid()) {
+            let role = ctx
+                .ecs
+                .role_for(&obj.namespace().unwrap_or_default())
+                .map(str::to_owned);
+            groups.entry((role, region, scope)).or_default().push((uid, arn));
+        }
+    }
+    let mut clients = vec![];
+    for ((role, region, scope), members) in groups {
+        clients.push((ctx.ecs.client_as(role.as_deref(), &region).await, scope, members));
+    }
+    clients
 }
 
 #[cfg(test)]

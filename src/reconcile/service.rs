@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::debug;
 
+use super::observations::by_account;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::service::{DeploymentSummary, ServiceEventSummary};
 use crate::api::{
@@ -251,7 +252,7 @@ impl Managed for EcsService {
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
-        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, region) = ctx.ecs_for(self).await?;
         let previous = self.status.clone().unwrap_or_default();
         let mut status = EcsServiceStatus {
             common: previous.common.clone(),
@@ -405,18 +406,15 @@ impl Managed for EcsService {
 
     /// DescribeServices of every service with an ARN in status: 10 per call, per cluster.
     async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
-        let mut by_cluster: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-        for svc in &objects {
-            let Some(status) = &svc.status else { continue };
-            if let (Some(region), Some(cluster), Some(arn), Some(uid)) =
-                (&status.region, &status.cluster_arn, &status.service_arn, svc.uid())
-            {
-                let members = by_cluster.entry((region.clone(), cluster.clone())).or_default();
-                members.push((uid, arn.clone()));
-            }
-        }
-        for ((region, cluster), members) in by_cluster {
-            let ecs = ctx.ecs.client(&region);
+        let groups = by_account(ctx, &objects, |svc| {
+            let status = svc.status.as_ref()?;
+            Some((
+                status.region.clone()?,
+                status.cluster_arn.clone()?,
+                status.service_arn.clone()?,
+            ))
+        });
+        for (ecs, cluster, members) in groups.await {
             for batch in members.chunks(DESCRIBE_BATCH) {
                 let read_at = Instant::now();
                 let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
@@ -457,7 +455,7 @@ impl Managed for EcsService {
             (None, None, Some(cluster)) => cluster.clone(),
             (None, None, None) => "default".to_string(),
         };
-        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, _) = ctx.ecs_for(self).await?;
         self.delete_and_wait(&ecs, &cluster, &service).await
     }
 }

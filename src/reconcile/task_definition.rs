@@ -14,12 +14,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStatus};
 use kube::ResourceExt;
 use serde_json::Value;
 use tracing::debug;
 
+use super::observations::by_account;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
@@ -76,7 +78,7 @@ impl Managed for EcsTaskDefinition {
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
-        let (ecs, region) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, region) = ctx.ecs_for(self).await?;
         let family = self.family();
         let input = self.desired_input();
         let content = task_definition_content(&input);
@@ -210,15 +212,15 @@ impl Managed for EcsTaskDefinition {
         if sweep.is_multiple_of(DESCRIBE_EVERY) {
             return;
         }
-        let mut by_region: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for td in &objects {
-            let Some(status) = &td.status else { continue };
-            if let (Some(region), Some(arn), Some(uid)) = (&status.region, &status.task_definition_arn, td.uid()) {
-                by_region.entry(region.clone()).or_default().push((uid, arn.clone()));
-            }
-        }
-        for (region, members) in by_region {
-            let ecs = ctx.ecs.client(&region);
+        let groups = by_account(ctx, &objects, |td| {
+            let status = td.status.as_ref()?;
+            Some((
+                status.region.clone()?,
+                String::new(),
+                status.task_definition_arn.clone()?,
+            ))
+        });
+        for (ecs, _, members) in groups.await {
             let read_at = Instant::now();
             let mut active = HashSet::new();
             let mut next_token = None;
@@ -239,7 +241,7 @@ impl Managed for EcsTaskDefinition {
                         next_token = out.next_token;
                     }
                     Err(err) => {
-                        debug!(region, error = %EcsError::new("ListTaskDefinitions", err), "listing failed");
+                        debug!(error = %EcsError::new("ListTaskDefinitions", err), "listing failed");
                         break;
                     }
                 }
@@ -262,7 +264,7 @@ impl Managed for EcsTaskDefinition {
                 format!("left revisions {revisions:?} of {family} in ECS"),
             )]);
         }
-        let (ecs, _) = ctx.ecs_for(&self.spec.options)?;
+        let (ecs, _) = ctx.ecs_for(self).await?;
         Ok(vec![retire(&ecs, &family, &revisions).await?])
     }
 }
@@ -337,6 +339,11 @@ async fn register(
         .set_ephemeral_storage(sdk.ephemeral_storage)
         .set_runtime_platform(sdk.runtime_platform)
         .set_enable_fault_injection(sdk.enable_fault_injection)
+        // NB: RegisterTaskDefinition has no idempotency token: if the answer to a call ECS
+        // carried out is lost, an SDK retry registers a second revision. Without retries,
+        // the next pass finds the revision by its content-hash tag instead.
+        .customize()
+        .config_override(aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled()))
         .send()
         .await
         .map_err(|e| EcsError::new("RegisterTaskDefinition", e))?;

@@ -177,6 +177,16 @@ impl Operator {
         self.child.as_ref().map(std::process::Child::id).unwrap_or_default()
     }
 
+    /// Everything the operator logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(root().join(format!("target/test-logs/{}.log", self.client_id))).unwrap_or_default()
+    }
+
+    /// The exit status if the process has exited, None while it runs.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Sends SIGTERM, as Kubernetes does to stop a pod, and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -255,18 +265,79 @@ pub const ECS_WRITES: &[&str] = &[
 
 /// ECS calls made by the operator of `namespace`, by operation, as the endpoint counted them.
 pub fn ecs_calls(namespace: &str) -> BTreeMap<String, u64> {
-    use std::io::{Read, Write};
     let endpoint = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&endpoint).expect("connect to the ECS endpoint");
-    write!(
-        stream,
-        "GET /_ecs_operator/calls?client={namespace} HTTP/1.0\r\nHost: {endpoint}\r\n\r\n"
-    )
-    .expect("send");
+    let body = http_get_from(&endpoint, &format!("/_ecs_operator/calls?client={namespace}"));
+    serde_json::from_str(&body).expect("counts JSON")
+}
+
+/// How often CreateService really created each service whose "cluster/name" starts with
+/// `prefix` (the endpoint answers a repeated clientToken without creating anything).
+pub fn services_created(prefix: &str) -> BTreeMap<String, u64> {
+    let endpoint = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+    let body = http_get_from(&endpoint, &format!("/_ecs_operator/created?prefix={prefix}"));
+    serde_json::from_str(&body).expect("created JSON")
+}
+
+/// The body of a plain HTTP GET to `host:port`.
+fn http_get_from(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    serde_json::from_str(body).expect("counts JSON")
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// tests/testenv/fault_proxy.py in front of the ECS endpoint, stopped on drop.
+pub struct FaultProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FaultProxy {
+    /// Starts the proxy with the given fault rates (see fault_proxy.py).
+    pub fn start(throttle: f64, error: f64, reset: f64, latency_ms: u64) -> Self {
+        let port = free_port();
+        let upstream = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+        let child = Command::new(root().join(".testenv/venv/bin/python"))
+            .arg(root().join("tests/testenv/fault_proxy.py"))
+            .args(["--upstream", &upstream, "--port", &port.to_string()])
+            .args(["--throttle", &throttle.to_string(), "--error", &error.to_string()])
+            .args(["--reset", &reset.to_string(), "--latency-ms", &latency_ms.to_string()])
+            .args(["--seed", "7", "--lifetime", "900"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the fault proxy");
+        let proxy = Self { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return proxy;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the fault proxy did not start");
+    }
+
+    /// The endpoint URL to give the operator instead of the ECS endpoint's.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the proxy injected: requests, throttle, error, reset, delayed.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let body = http_get_from(&format!("127.0.0.1:{}", self.port), "/_fault_proxy/stats");
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The count of one operation.

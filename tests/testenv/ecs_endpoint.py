@@ -6,6 +6,8 @@
   "zero writes at idle" and "one RegisterTaskDefinition per change" at the endpoint itself.
   A client is the app id in the SDK's user agent (AWS_SDK_UA_APP_ID, which each test sets
   for its operator process); `GET /_ecs_operator/calls?client=ID` returns its counts.
+- `GET /_ecs_operator/created?prefix=P` returns how often CreateService really created each
+  service whose "cluster/name" starts with P (idempotent repeats are not creations).
 """
 import argparse
 import collections
@@ -37,6 +39,14 @@ class CallCounter:
             client = parse_qs(environ.get("QUERY_STRING", "")).get("client", [""])[0]
             with self.lock:
                 body = json.dumps(dict(self.counts.get(client, {}))).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        if environ.get("PATH_INFO") == "/_ecs_operator/created":
+            prefix = parse_qs(environ.get("QUERY_STRING", "")).get("prefix", [""])[0]
+            with endpoint_patches.CREATED_LOCK:
+                created = {k: n for k, n in endpoint_patches.CREATED.items() if k.startswith(prefix)}
+            body = json.dumps(created).encode()
             start_response("200 OK", [("Content-Type", "application/json"),
                                       ("Content-Length", str(len(body)))])
             return [body]

@@ -3,10 +3,19 @@
 Each patch names the ECS API behaviour it restores (../shared/ECS-NOTES.md lists where moto
 diverges). They change moto's in-process backend before the server starts.
 """
+import collections
+import threading
+
+from moto.core.responses import ActionResult
 from moto.core.utils import camelcase_to_underscores, utcnow
 from moto.ecs import models, responses
-from moto.ecs.exceptions import ECSException
+from moto.ecs.exceptions import ECSException, InvalidParameterException
 from moto.moto_api._internal import mock_random
+
+# Services CreateService really created (not idempotent repeats), by "cluster/service":
+# tests check that faults never make the operator create a service twice.
+CREATED = collections.Counter()
+CREATED_LOCK = threading.Lock()
 
 
 class ClusterContainsServicesException(ECSException):
@@ -119,9 +128,39 @@ def _create_service_keeps_its_input():
     responses.EC2ContainerServiceResponse.create_service = create_service
 
 
+def _create_service_is_idempotent_by_client_token():
+    """ECS CreateService with the clientToken of an earlier call that created the service
+    returns that service ("an identifier that you provide to ensure the idempotency of the
+    request"); with another token, an ACTIVE service of that name is an error ("Creation of
+    service was not idempotent"). moto ignores the token and replaces the service."""
+    original = responses.EC2ContainerServiceResponse.create_service
+
+    def create_service(self):
+        cluster = self._get_param("cluster", "default")
+        name = self._get_param("serviceName")
+        token = self._get_param("clientToken")
+        try:
+            existing = self.ecs_backend._get_service(cluster, name)
+        except Exception:  # noqa: BLE001 - moto raises its own not-found errors
+            existing = None
+        if existing is not None and existing.status == "ACTIVE":
+            if token and getattr(existing, "creation_token", None) == token:
+                return ActionResult({"service": existing})
+            raise InvalidParameterException("Creation of service was not idempotent.")
+        result = original(self)
+        service = self.ecs_backend._get_service(cluster, name)
+        service.creation_token = token
+        with CREATED_LOCK:
+            CREATED[f"{service.cluster_name}/{name}"] += 1
+        return result
+
+    responses.EC2ContainerServiceResponse.create_service = create_service
+
+
 def apply():
     """Apply every patch; called once before moto's server starts."""
     _delete_cluster_refuses_active_services()
     _services_reach_steady_state()
     _update_service_starts_a_deployment()
     _create_service_keeps_its_input()
+    _create_service_is_idempotent_by_client_token()

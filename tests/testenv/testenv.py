@@ -205,6 +205,21 @@ def running():
     return None
 
 
+def apiserver_argv(etcd_client, api_port):
+    return [
+        str(BIN / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+        f"--secure-port={api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
+        f"--client-ca-file={PKI / 'ca.crt'}",
+        "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={PKI / 'sa.pub'}",
+        f"--service-account-signing-key-file={PKI / 'sa.key'}",
+        "--disable-admission-plugins=ServiceAccount",
+        f"--cert-dir={STATE / 'apiserver-certs'}", "--v=0"]
+
+
 def start():
     make_pki()
     etcd_client, etcd_peer = free_port(), free_port()
@@ -221,18 +236,7 @@ def start():
         "--initial-cluster", f"testenv=http://127.0.0.1:{etcd_peer}",
         "--unsafe-no-fsync", "--log-level", "warn"])
     wait_for("etcd", lambda: http_ok(f"http://127.0.0.1:{etcd_client}/health"))
-    pids["kube-apiserver"] = spawn("kube-apiserver", [
-        str(BIN / "kube-apiserver"),
-        f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-        f"--secure-port={api_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
-        f"--client-ca-file={PKI / 'ca.crt'}",
-        "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={PKI / 'sa.pub'}",
-        f"--service-account-signing-key-file={PKI / 'sa.key'}",
-        "--disable-admission-plugins=ServiceAccount",
-        f"--cert-dir={STATE / 'apiserver-certs'}", "--v=0"])
+    pids["kube-apiserver"] = spawn("kube-apiserver", apiserver_argv(etcd_client, api_port))
     write_kubeconfig(api_port)
     pids["ecs-endpoint"] = spawn("ecs-endpoint", [
         str(VENV / "bin" / "python"), str(ROOT / "tests" / "testenv" / "ecs_endpoint.py"),
@@ -313,6 +317,33 @@ def stop():
     ENV_FILE.unlink(missing_ok=True)
 
 
+def restart_apiserver():
+    """Stops kube-apiserver (every watch breaks, every call fails) and starts it again on
+    the same port and etcd, for tests of recovery. Blocks until it is ready again."""
+    with open(STATE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run = json.loads(RUN.read_text())
+        pid = run["pids"]["kube-apiserver"]
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        port = run["apiserver_port"]
+        wait_for("the old kube-apiserver to release its port", lambda: not https_port_open(port), timeout=30)
+        run["pids"]["kube-apiserver"] = spawn("kube-apiserver", apiserver_argv(run["etcd_port"], port))
+        RUN.write_text(json.dumps(run, indent=2))
+        wait_for("kube-apiserver", lambda: https_ok(port, "/readyz"), timeout=180)
+    log(f"restarted kube-apiserver :{port}")
+
+
+def https_port_open(port):
+    import socket
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else "up"
     if cmd == "up":
@@ -320,8 +351,10 @@ def main():
     elif cmd == "down":
         stop()
         log("stopped")
+    elif cmd == "restart-apiserver":
+        restart_apiserver()
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} up|down")
+        raise SystemExit(f"usage: {sys.argv[0]} up|down|restart-apiserver")
 
 
 if __name__ == "__main__":
