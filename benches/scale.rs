@@ -22,7 +22,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Operator, admin_client, calls_of, ecs_calls, namespace};
+use common::{Operator, admin_client, calls_of, ecs_calls, namespace, ready_count};
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use ecs_operator::ecs::limits::{Category, RateLimits};
 use ecs_operator::reconcile::Managed;
@@ -162,25 +162,6 @@ fn difference(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> 
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
         .collect()
-}
-
-/// How many objects of a kind are Ready.
-async fn ready_count<K: Managed>(api: &Api<K>) -> usize {
-    let Ok(list) = api.list(&ListParams::default()).await else {
-        return 0;
-    };
-    list.items
-        .iter()
-        .filter(|obj| {
-            let status = obj
-                .status()
-                .and_then(|s| serde_json::to_value(s).ok())
-                .unwrap_or_default();
-            status["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .count()
 }
 
 async fn create_all<K: Managed>(api: &Api<K>, objects: Vec<Value>) {

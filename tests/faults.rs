@@ -8,10 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{FaultProxy, Operator, admin_client, apply_json, ecs_client, namespace, services_created, wait_for};
+use common::{
+    FaultProxy, Operator, admin_client, apply_json, ecs_client, namespace, ready_count, services_created, wait_for,
+};
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
-use ecs_operator::reconcile::Managed;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 const CLUSTERS: usize = 2;
@@ -45,27 +46,6 @@ async fn apply_application(client: &kube::Client, ns: &str, count: usize) {
         apply_json(&task_definitions, &task_definition(ns, i, "app:1")).await;
         apply_json(&services, &service(i)).await;
     }
-}
-
-/// Objects of a kind that are Ready on their current generation.
-async fn ready_count<K: Managed>(api: &Api<K>) -> usize {
-    let Ok(list) = api.list(&ListParams::default()).await else {
-        return 0;
-    };
-    list.items
-        .iter()
-        .filter(|obj| {
-            let status = obj
-                .status()
-                .and_then(|s| serde_json::to_value(s).ok())
-                .unwrap_or_default();
-            let current = status["observedGeneration"].as_i64() == obj.meta().generation;
-            current
-                && status["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .count()
 }
 
 /// Waits until all clusters, task definitions and services of the namespace are Ready.

@@ -7,12 +7,11 @@ mod common;
 use std::time::Instant;
 
 use common::{
-    Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_writes, free_port,
-    http_get, more_calls, namespace, sample, wait_for,
+    Operator, admin_client, apply_json, calls_of, delete_namespace, ecs_calls, ecs_writes, free_port, http_get,
+    more_calls, namespace, ready_count, resource_versions, sample, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
-use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 fn object(kind: &str, name: &str, spec: Value) -> Value {
@@ -27,56 +26,12 @@ fn task_definition(ns: &str, name: &str) -> Value {
     )
 }
 
-fn all_ready<K: ecs_operator::reconcile::Managed>(objects: &[K], common: impl Fn(&K) -> Option<Value>) -> bool {
-    objects.iter().all(|obj| {
-        common(obj)
-            .and_then(|status| serde_json::from_value(status["conditions"].clone()).ok())
-            .is_some_and(|conditions: Vec<_>| condition(&conditions, "Ready").is_some_and(|(s, _, _)| s == "True"))
-    })
-}
-
 /// Waits until every object of a kind in the namespace is Ready.
 async fn every_one_ready<K: ecs_operator::reconcile::Managed>(api: &Api<K>, count: usize) {
     wait_for(&format!("{count} Ready {}s", K::kind(&())), 180, || async {
-        let list = api.list(&ListParams::default()).await.ok()?;
-        let ready = list.items.len() == count && all_ready(&list.items, |obj| serde_json::to_value(obj.status()?).ok());
-        ready.then_some(())
+        (ready_count(api).await == count).then_some(())
     })
     .await
-}
-
-async fn resource_versions(
-    services: &Api<EcsService>,
-    clusters: &Api<EcsCluster>,
-    task_definitions: &Api<EcsTaskDefinition>,
-) -> Vec<String> {
-    let params = ListParams::default();
-    let mut versions: Vec<Option<String>> = vec![];
-    versions.extend(
-        services
-            .list(&params)
-            .await
-            .expect("list")
-            .iter()
-            .map(|o| o.resource_version()),
-    );
-    versions.extend(
-        clusters
-            .list(&params)
-            .await
-            .expect("list")
-            .iter()
-            .map(|o| o.resource_version()),
-    );
-    versions.extend(
-        task_definitions
-            .list(&params)
-            .await
-            .expect("list")
-            .iter()
-            .map(|o| o.resource_version()),
-    );
-    versions.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 #[tokio::test]
@@ -105,7 +60,11 @@ async fn idle_resyncs_read_ten_services_per_call_and_write_nothing() {
     // Each resync reads the one cluster once: count resyncs by DescribeClusters, and let
     // two pass first so that the window holds no pass of the way to Ready.
     more_calls(&ns, "DescribeClusters", 2).await;
-    let versions = resource_versions(&services, &clusters, &task_definitions).await;
+    let versions = [
+        resource_versions(&services).await,
+        resource_versions(&clusters).await,
+        resource_versions(&task_definitions).await,
+    ];
     let before = ecs_calls(&ns);
     more_calls(&ns, "DescribeClusters", 3).await;
     let after = ecs_calls(&ns);
@@ -129,7 +88,11 @@ async fn idle_resyncs_read_ten_services_per_call_and_write_nothing() {
         "no ECS write at idle: {before:?} -> {after:?}"
     );
 
-    let now = resource_versions(&services, &clusters, &task_definitions).await;
+    let now = [
+        resource_versions(&services).await,
+        resource_versions(&clusters).await,
+        resource_versions(&task_definitions).await,
+    ];
     assert_eq!(now, versions, "no Kubernetes write at idle");
     delete_namespace(&client, &ns).await;
 }

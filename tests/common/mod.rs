@@ -459,6 +459,35 @@ pub async fn more_calls(namespace: &str, operation: &str, more: u64) {
     .await;
 }
 
+/// How many objects of a kind in the namespace of `api` are Ready on their current generation.
+pub async fn ready_count<K: ecs_operator::reconcile::Managed>(api: &Api<K>) -> usize {
+    let Ok(list) = api.list(&Default::default()).await else {
+        return 0;
+    };
+    list.items
+        .iter()
+        .filter(|obj| {
+            let status = obj
+                .status()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            status["observedGeneration"].as_i64() == obj.meta().generation
+                && status["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
+}
+
+/// The resourceVersion of every object of a kind in the namespace of `api`.
+pub async fn resource_versions<K: ecs_operator::reconcile::Managed>(api: &Api<K>) -> Vec<String> {
+    let list = api.list(&Default::default()).await.expect("list");
+    list.items
+        .iter()
+        .map(|o| o.meta().resource_version.clone().unwrap_or_default())
+        .collect()
+}
+
 /// The value of one Prometheus sample line `name{labels} value`.
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
