@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    FaultProxy, Operator, admin_client, apply_json, ecs_client, namespace, ready_count, services_created, wait_for,
+    FaultProxy, Operator, admin_client, apply_json, ecs_client, free_port, http_get, namespace, ready_count,
+    services_created, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::Api;
@@ -140,10 +141,21 @@ async fn through_throttling_server_errors_and_lost_answers_everything_converges_
     // 30% throttled, 5% server errors, 2% answers lost after ECS acted, up to 20 ms latency.
     let proxy = FaultProxy::start(0.30, 0.05, 0.02, 20);
     let endpoint = proxy.url();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
     let _operator = Operator::start_with_env(
         &ns,
         &ns,
-        &["--ecs-rate-limits", "off", "--resync-seconds", "30"],
+        &[
+            "--ecs-rate-limits",
+            "off",
+            "--resync-seconds",
+            "30",
+            "--metrics-address",
+            &address,
+            "--health-address",
+            &address,
+        ],
         &[("AWS_ENDPOINT_URL", endpoint.as_str())],
     );
     let started = Instant::now();
@@ -165,6 +177,14 @@ async fn through_throttling_server_errors_and_lost_answers_everything_converges_
     for fault in ["throttle", "error", "reset"] {
         assert!(stats[fault] > 0, "no {fault} injected: {stats:?}");
     }
+    // Every throttled call was retried or reported, and counted as throttled in /metrics.
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let throttled: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ecs_operator_ecs_api_calls_total{") && l.contains(r#"outcome="throttled""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(throttled as u64, stats["throttle"], "{metrics}");
 
     let created = services_created(&format!("{ns}-c"));
     assert_eq!(created.len(), SERVICES, "{created:?}");

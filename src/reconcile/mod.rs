@@ -312,6 +312,7 @@ pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> Controlle
     let (reader, writer) = reflector::store();
     let changes = watcher::watcher(api, config)
         .default_backoff()
+        .modify(slim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -321,6 +322,14 @@ pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> Controlle
             Default::default(),
         );
     Controller::for_stream(changes, reader)
+}
+
+/// What the operator never reads is not kept in its watch cache: managedFields and
+/// kubectl's last-applied copy of the object can be larger than the object itself.
+fn slim<K: Managed>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 fn cache_synced<K: Managed>(store: Store<K>) -> BoxFuture<'static, ()> {
