@@ -402,9 +402,15 @@ async fn main() {
     let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
     let idle_resyncs = setting("BENCH_IDLE_RESYNCS", 3).max(1);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "ecs,off".into());
+    let dir = common::root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
     let mut runs = vec![];
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        runs.push(run(mode, services, clusters, resync, idle_resyncs).await);
+        let finished = run(mode, services, clusters, resync, idle_resyncs).await;
+        // Each run's figures are kept as soon as they are known.
+        let json = serde_json::to_string_pretty(&finished).expect("json");
+        std::fs::write(dir.join(format!("run-{mode}.json")), json).expect("write the run");
+        runs.push(finished);
     }
     print_table(&runs);
     let machine = std::fs::read_to_string("/proc/cpuinfo")
@@ -417,8 +423,6 @@ async fn main() {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let summary = json!({"machine": {"cpu": machine, "cores": cores}, "runs": runs});
-    let dir = common::root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary).expect("json"),

@@ -134,8 +134,14 @@ def _create_service_is_idempotent_by_client_token():
     request"); with another token, an ACTIVE service of that name is an error ("Creation of
     service was not idempotent"). moto ignores the token and replaces the service."""
     original = responses.EC2ContainerServiceResponse.create_service
+    # NB: moto's server is threaded; ECS answers concurrent calls with one token as one.
+    creating = threading.Lock()
 
     def create_service(self):
+        with creating:
+            return _create_once(self)
+
+    def _create_once(self):
         cluster = self._get_param("cluster", "default")
         name = self._get_param("serviceName")
         token = self._get_param("clientToken")
