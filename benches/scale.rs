@@ -397,6 +397,12 @@ fn print_table(runs: &[Run]) {
 
 #[tokio::main]
 async fn main() {
+    // NB: `cargo test --all-targets` runs bench targets too, without `--bench`: a benchmark
+    // of half an hour is not a test, so it only runs under `cargo bench` (`make bench`).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benches/scale.rs: run it with `make bench`");
+        return;
+    }
     let services = setting("BENCH_SERVICES", 1000);
     let clusters = setting("BENCH_CLUSTERS", 4).max(1);
     let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
