@@ -9,16 +9,18 @@
 //! spec or the task definition changes. Deletion scales in with force and waits out DRAINING.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceField};
+use futures::Stream;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::debug;
@@ -74,7 +76,8 @@ const DEPLOYMENT_LEVEL: &[&str] = &[
 ];
 
 /// The service controller: also woken when a referenced EcsCluster or EcsTaskDefinition
-/// changes, so a new revision or a newly Ready cluster is acted on at once.
+/// changes in a way that matters to its services, so a new revision or a newly Ready
+/// cluster is acted on at once.
 pub fn controller(
     controller: Controller<EcsService>,
     clusters: Api<EcsCluster>,
@@ -83,16 +86,53 @@ pub fn controller(
     let by_cluster = controller.store();
     let by_task_definition = controller.store();
     controller
-        .watches(clusters, watcher::Config::default(), move |cluster| {
+        .watches_stream(reference_changes(clusters, cluster_arn), move |cluster| {
             referencing(&by_cluster, &cluster, |svc| {
                 svc.spec.cluster_ref.as_ref().map(|r| r.name.as_str())
             })
         })
-        .watches(task_definitions, watcher::Config::default(), move |td| {
+        .watches_stream(reference_changes(task_definitions, task_definition_arn), move |td| {
             referencing(&by_task_definition, &td, |svc| {
                 svc.spec.task_definition_ref.as_ref().map(|r| r.name.as_str())
             })
         })
+}
+
+/// An ARN in status, and the region it lives in.
+type ArnAndRegion = Option<(String, Option<String>)>;
+
+fn cluster_arn(cluster: &EcsCluster) -> ArnAndRegion {
+    let status = cluster.status.as_ref()?;
+    Some((status.cluster_arn.clone()?, status.region.clone()))
+}
+
+fn task_definition_arn(td: &EcsTaskDefinition) -> ArnAndRegion {
+    let status = td.status.as_ref()?;
+    Some((status.task_definition_arn.clone()?, status.region.clone()))
+}
+
+/// Changes of referenced objects that a service acts on: which ARN it may use (if any) and
+/// the start of a deletion. Not the rest of status: a cluster's task counts change with
+/// every task its services start, and waking each of its services for that cost one
+/// DescribeServices per service per change (14 per service while 1000 were created).
+fn reference_changes<K: Managed>(
+    api: Api<K>,
+    arn_and_region: fn(&K) -> ArnAndRegion,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(
+            move |obj: &K| Some(reference_state(obj, arn_and_region)),
+            Default::default(),
+        )
+}
+
+/// What a service sees of an object it references, as a hash.
+fn reference_state<K: Managed>(obj: &K, arn_and_region: fn(&K) -> ArnAndRegion) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (usable(obj, arn_and_region), obj.meta().deletion_timestamp.is_some()).hash(&mut hasher);
+    hasher.finish()
 }
 
 fn referencing<K: Resource>(
@@ -136,11 +176,16 @@ impl EcsService {
         let namespace = self.namespace().unwrap_or_default();
         let cluster = match (&self.spec.cluster_ref, &self.spec.service.cluster) {
             (Some(reference), _) => {
-                let arn = |c: &EcsCluster| {
-                    let status = c.status.as_ref()?;
-                    Some((status.cluster_arn.clone()?, status.region.clone()))
-                };
-                match referenced(ctx, &namespace, &reference.name, region, "WaitingForCluster", arn).await? {
+                match referenced(
+                    ctx,
+                    &namespace,
+                    &reference.name,
+                    region,
+                    "WaitingForCluster",
+                    cluster_arn,
+                )
+                .await?
+                {
                     Ok(arn) => arn,
                     Err(waiting) => return Ok(Err(waiting)),
                 }
@@ -150,17 +195,13 @@ impl EcsService {
         };
         let task_definition = match (&self.spec.task_definition_ref, &self.spec.service.task_definition) {
             (Some(reference), _) => {
-                let arn = |t: &EcsTaskDefinition| {
-                    let status = t.status.as_ref()?;
-                    Some((status.task_definition_arn.clone()?, status.region.clone()))
-                };
                 match referenced(
                     ctx,
                     &namespace,
                     &reference.name,
                     region,
                     "WaitingForTaskDefinition",
-                    arn,
+                    task_definition_arn,
                 )
                 .await?
                 {
@@ -187,7 +228,7 @@ async fn referenced<K: Managed>(
     name: &str,
     region: &str,
     waiting: &'static str,
-    arn_and_region: impl Fn(&K) -> Option<(String, Option<String>)>,
+    arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> Result<Result<String, Waiting>, Error> {
     let kind = K::kind(&());
     let found = Api::<K>::namespaced(ctx.client.clone(), namespace)
@@ -199,10 +240,7 @@ async fn referenced<K: Managed>(
             message: format!("{kind} {name} does not exist"),
         }));
     };
-    let mut status = obj.status().cloned().unwrap_or_default();
-    let common = K::common(&mut status);
-    let current = common.observed_generation == obj.meta().generation && is_ready(common);
-    match arn_and_region(&obj).filter(|_| current) {
+    match usable(&obj, arn_and_region) {
         Some((_, Some(theirs))) if theirs != region => Err(Error::Invalid(format!(
             "{kind} {name} is in region {theirs} and this service in {region}; a service can only use resources of its own region"
         ))),
@@ -212,6 +250,14 @@ async fn referenced<K: Managed>(
             message: format!("{kind} {name} is not Ready"),
         })),
     }
+}
+
+/// The ARN a service may use: only once the object is Ready for its current generation.
+fn usable<K: Managed>(obj: &K, arn_and_region: fn(&K) -> ArnAndRegion) -> ArnAndRegion {
+    let mut status = obj.status().cloned().unwrap_or_default();
+    let common = K::common(&mut status);
+    let current = common.observed_generation == obj.meta().generation && is_ready(common);
+    arn_and_region(obj).filter(|_| current)
 }
 
 fn is_ready(common: &CommonStatus) -> bool {
@@ -905,6 +951,50 @@ mod tests {
             ..Default::default()
         });
         svc
+    }
+
+    fn ready_cluster() -> EcsCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster",
+            "metadata": {"name": "prod", "namespace": "shop", "uid": "c-1", "generation": 1},
+            "spec": {},
+            "status": {
+                "observedGeneration": 1, "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod",
+                "region": "us-east-1", "runningTasksCount": 2, "activeServicesCount": 1,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            },
+        }))
+        .expect("cluster")
+    }
+
+    #[test]
+    fn services_are_woken_by_what_they_use_of_a_cluster_not_by_its_counts() {
+        let state = |c: &EcsCluster| reference_state(c, cluster_arn);
+        let ready = ready_cluster();
+
+        let mut counts = ready.clone();
+        let status = counts.status.as_mut().expect("status");
+        status.running_tasks_count = Some(40);
+        status.active_services_count = Some(20);
+        status.pending_tasks_count = Some(3);
+        assert_eq!(state(&counts), state(&ready), "task and service counts");
+
+        let mut new_spec = ready.clone();
+        new_spec.metadata.generation = Some(2);
+        assert_ne!(state(&new_spec), state(&ready), "not Ready for its new generation");
+
+        let mut not_ready = ready.clone();
+        not_ready.status.as_mut().expect("status").common.conditions[0].status = "False".into();
+        assert_ne!(state(&not_ready), state(&ready), "Ready=False");
+
+        let mut other_arn = ready.clone();
+        other_arn.status.as_mut().expect("status").cluster_arn = Some("arn:aws:ecs:us-east-1:1:cluster/other".into());
+        assert_ne!(state(&other_arn), state(&ready), "another ARN");
+
+        let mut deleting = ready.clone();
+        deleting.metadata.deletion_timestamp = serde_json::from_value(json!("2026-01-02T00:00:00Z")).expect("time");
+        assert_ne!(state(&deleting), state(&ready), "deletion started");
     }
 
     fn deployment(status: &str, td: &str, state: DeploymentRolloutState, running: i32) -> Deployment {
