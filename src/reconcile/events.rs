@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 /// How long an identical Event counts as a repeat of the last one.
 const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -68,16 +68,22 @@ impl EventPublisher {
             reason: reason.into(),
             note: note.into(),
         };
-        // NB: the lock is held across the API call so that a repeat never races its original.
-        let mut recent = self.recent.lock().await;
-        recent.retain(|_, sent| sent.at.elapsed() < REPEAT_WINDOW);
         let now = MicroTime(Timestamp::now());
-        if let Some(sent) = recent.get_mut(&key) {
-            sent.count += 1;
-            sent.at = Instant::now();
-            let patch = serde_json::json!({"series": EventSeries { count: sent.count, last_observed_time: now }});
-            api.patch(&sent.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+        // NB: the map is locked only to decide, never across an API call: one slow call (an
+        // apiserver restarting) must not hold up every other object's Events. Two identical
+        // Events cannot race, as an object is never reconciled twice at once.
+        let repeat = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, sent| sent.at.elapsed() < REPEAT_WINDOW);
+            recent.get_mut(&key).map(|sent| {
+                sent.count += 1;
+                sent.at = Instant::now();
+                (sent.name.clone(), sent.count)
+            })
+        };
+        if let Some((name, count)) = repeat {
+            let patch = serde_json::json!({"series": EventSeries { count, last_observed_time: now }});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
             return Ok(());
         }
         let name = format!(
@@ -102,14 +108,12 @@ impl EventPublisher {
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
-        recent.insert(
-            key,
-            Sent {
-                name,
-                count: 1,
-                at: Instant::now(),
-            },
-        );
+        let sent = Sent {
+            name,
+            count: 1,
+            at: Instant::now(),
+        };
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).insert(key, sent);
         Ok(())
     }
 }
