@@ -146,7 +146,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         server::serve(args.health_address, health.clone(), metrics.clone()).await?;
     }
 
-    let client = kube::Client::try_default().await?;
+    let (client, watches) = kubernetes_clients().await?;
     let mut terminate = signal(SignalKind::terminate())?;
     let elector = args.leader_elect.then(|| {
         let identity = args.identity.clone().unwrap_or_else(default_identity);
@@ -186,7 +186,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(?settings, "starting controllers");
     let ctx = Arc::new(Context::new(client, ecs, settings, metrics));
     let shutdown = Duration::from_secs(args.shutdown_seconds);
-    let controllers = reconcile::run(ctx, health);
+    let controllers = reconcile::run(ctx, watches, health);
     tokio::pin!(controllers);
     let lost = async {
         match &elector {
@@ -213,6 +213,23 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         elector.release().await;
     }
     Ok(())
+}
+
+/// Two clients of the same apiserver and identity, neither retrying inside the client
+/// (kube's built-in retry can hold a call for minutes on 429/503 answers while an apiserver
+/// starts; the controllers' own backoff retries instead). One for requests: an answer that
+/// does not come within 30 s fails the call, so a dead connection or a restarting
+/// apiserver never holds a reconcile for good. One for watches, which may rightly stay
+/// quiet for the whole of their 290 s: its timeout only bounds a list that never answers.
+async fn kubernetes_clients() -> Result<(kube::Client, kube::Client), kube::Error> {
+    let mut config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    config.default_retry = false;
+    // NB: without this, the time a pooled connection sat idle counts against the timeout.
+    config.reset_reader_on_write = true;
+    config.read_timeout = Some(Duration::from_secs(300));
+    let watches = kube::Client::try_from(config.clone())?;
+    config.read_timeout = Some(Duration::from_secs(30));
+    Ok((kube::Client::try_from(config)?, watches))
 }
 
 fn default_identity() -> String {

@@ -273,26 +273,25 @@ pub trait Managed:
     }
 }
 
-/// Runs the controllers of every kind until a shutdown signal; marks `health` ready once
-/// every watch cache has synced.
-pub async fn run(ctx: Arc<Context>, health: Arc<Health>) {
+/// Runs the controllers of every kind until a shutdown signal, watching through `watches`
+/// (a client whose timeout suits a watch that may rightly stay quiet for minutes); marks
+/// `health` ready once every watch has listed its objects.
+pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let scopes: Vec<Option<String>> = match ctx.settings.namespaces.as_slice() {
         [] => vec![None],
         namespaces => namespaces.iter().cloned().map(Some).collect(),
     };
-    let mut synced: Vec<BoxFuture<'static, ()>> = vec![];
+    let config = watch_config(&ctx);
+    let mut synced: Vec<Synced> = vec![];
     let mut controllers: Vec<BoxFuture<'static, ()>> = vec![];
     for scope in &scopes {
-        let task_definitions = controller(api::<EcsTaskDefinition>(&ctx, scope), watch_config(&ctx));
-        let clusters = controller(api::<EcsCluster>(&ctx, scope), watch_config(&ctx));
-        let services = service::controller(
-            controller(api(&ctx, scope), watch_config(&ctx)),
-            api(&ctx, scope),
-            api(&ctx, scope),
-        );
-        synced.push(cache_synced(task_definitions.store()));
-        synced.push(cache_synced(clusters.store()));
-        synced.push(cache_synced(services.store()));
+        let (task_definitions, listed) = controller(api::<EcsTaskDefinition>(&watches, scope), config.clone());
+        synced.push(listed);
+        let (clusters, listed) = controller(api::<EcsCluster>(&watches, scope), config.clone());
+        synced.push(listed);
+        let (services, listed) = controller(api(&watches, scope), config.clone());
+        synced.push(listed);
+        let services = service::controller(services, api(&watches, scope), api(&watches, scope));
         controllers.push(drive(task_definitions, ctx.clone()).boxed());
         controllers.push(drive(clusters, ctx.clone()).boxed());
         controllers.push(drive(services, ctx.clone()).boxed());
@@ -305,15 +304,29 @@ pub async fn run(ctx: Arc<Context>, health: Arc<Health>) {
     futures::future::join_all(controllers).await;
 }
 
+/// Resolves when a controller's watch has listed its objects for the first time.
+pub type Synced = BoxFuture<'static, ()>;
+
 /// A controller of `K` woken by changes to spec, finalizers or labels, not by status alone:
 /// its own status writes must not cost another pass (and another ECS read) per object.
 // NB: marking an object for deletion bumps its generation, so cleanup still starts at once.
-pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> Controller<K> {
+pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> (Controller<K>, Synced) {
     let (reader, writer) = reflector::store();
+    // NB: not Store::wait_until_ready: its readiness wakes only the last task that polled
+    // it, and the controller waits on it too; a second waiter could leave it asleep.
+    let (listed, synced) = tokio::sync::oneshot::channel();
+    let mut listed = Some(listed);
     let changes = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(slim)
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone))
+                && let Some(listed) = listed.take()
+            {
+                let _ = listed.send(());
+            }
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation
@@ -321,7 +334,13 @@ pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> Controlle
                 .combine(predicates::labels),
             Default::default(),
         );
-    Controller::for_stream(changes, reader)
+    let synced = async move {
+        // NB: a dropped sender means the watch ended with the operator; never ready then.
+        if synced.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    (Controller::for_stream(changes, reader), synced.boxed())
 }
 
 /// What the operator never reads is not kept in its watch cache: managedFields and
@@ -330,18 +349,6 @@ fn slim<K: Managed>(obj: &mut K) {
     obj.managed_fields_mut().clear();
     obj.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
-
-fn cache_synced<K: Managed>(store: Store<K>) -> BoxFuture<'static, ()> {
-    async move {
-        // NB: the controller waits on the same store; kube's readiness signal wakes only the
-        // last waiter, so poll it instead of waiting once.
-        while tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready())
-            .await
-            .is_err()
-        {}
-    }
-    .boxed()
 }
 
 /// The watch configuration: the label selector, if the operator shards by one.
@@ -353,10 +360,10 @@ fn watch_config(ctx: &Context) -> watcher::Config {
 }
 
 /// The API of a kind in one watched namespace, or in all.
-fn api<K: Managed>(ctx: &Context, namespace: &Option<String>) -> Api<K> {
+fn api<K: Managed>(client: &Client, namespace: &Option<String>) -> Api<K> {
     match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 
@@ -365,6 +372,7 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
     let resyncs = resyncs(controller.store(), ctx.clone());
     controller
         .with_config(config)
+        .trigger_backoff(EachWatchBacksOffAlone)
         .reconcile_on(resyncs)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
@@ -375,6 +383,62 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+/// How a watch waits after an error: 0.5 s doubling to 8 s, ±50% jitter, and from the start
+/// again once it delivers. kube's default waits up to 30 s, then as long again when the
+/// apiserver says the watch's place in history is gone, so a controller stayed blind for a
+/// minute after an apiserver restart; the operator has few watches (five per watched
+/// namespace), so retrying sooner costs the apiserver little.
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(8);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (wait * 2).min(Self::MAX);
+        Some(wait.mul_f64(0.5 + fastrand::f64()))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// kube's controllers back off on the stream of all their triggers together: after an
+/// error in any one watch, every watch and the resyncs pause, up to 30 s a time and again
+/// for each error. After an apiserver restart (each watch erring on its way back) that held
+/// a controller for minutes. Every watch here backs off by itself ([`WatchBackoff`]), so
+/// the merged stream does not wait at all.
+struct EachWatchBacksOffAlone;
+
+impl Iterator for EachWatchBacksOffAlone {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        // NB: None would end the stream; zero resumes it at once.
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
+    fn reset(&mut self) {}
 }
 
 /// Every resync interval: one batched read of the ECS resources of every settled object
@@ -602,4 +666,22 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
     let jittered = base.mul_f64(0.5 + fastrand::f64());
     warn!(object = %obj.name_any(), error = %err, retry_in = ?jittered, "reconcile failed; retrying");
     Action::requeue(jittered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn a_watch_waits_half_a_second_at_first_and_never_more_than_eight_give_or_take_half() {
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<Duration> = backoff.by_ref().take(10).collect();
+        assert!((250..=750).contains(&waits[0].as_millis()), "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(12)), "{waits:?}");
+        assert!(waits[9] >= Duration::from_secs(4), "{waits:?}");
+        backoff.reset();
+        let first = backoff.next().unwrap_or_default();
+        assert!((250..=750).contains(&first.as_millis()), "{first:?}");
+    }
 }

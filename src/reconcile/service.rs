@@ -120,7 +120,7 @@ fn reference_changes<K: Managed>(
     arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(super::WatchBackoff::default())
         .touched_objects()
         .predicate_filter(
             move |obj: &K| Some(reference_state(obj, arn_and_region)),
