@@ -386,22 +386,27 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
 }
 
 /// How a watch waits after an error: 0.5 s doubling to 8 s, ±50% jitter, and from the start
-/// again once it delivers. kube's default waits up to 30 s, then as long again when the
+/// again after a quiet minute. kube's default waits up to 30 s, then as long again when the
 /// apiserver says the watch's place in history is gone, so a controller stayed blind for a
 /// minute after an apiserver restart; the operator has few watches (five per watched
 /// namespace), so retrying sooner costs the apiserver little.
 pub struct WatchBackoff {
     next: Duration,
+    last_error: Option<tokio::time::Instant>,
 }
 
 impl WatchBackoff {
     const FIRST: Duration = Duration::from_millis(500);
     const MAX: Duration = Duration::from_secs(8);
+    const QUIET: Duration = Duration::from_secs(60);
 }
 
 impl Default for WatchBackoff {
     fn default() -> Self {
-        Self { next: Self::FIRST }
+        Self {
+            next: Self::FIRST,
+            last_error: None,
+        }
     }
 }
 
@@ -409,6 +414,11 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
+        let now = tokio::time::Instant::now();
+        if self.last_error.is_some_and(|at| now - at > Self::QUIET) {
+            self.next = Self::FIRST;
+        }
+        self.last_error = Some(now);
         let wait = self.next;
         self.next = (wait * 2).min(Self::MAX);
         Some(wait.mul_f64(0.5 + fastrand::f64()))
@@ -416,9 +426,10 @@ impl Iterator for WatchBackoff {
 }
 
 impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
+    // NB: kube's watcher yields Ok(Init) before every list, and a stream backs off anew on
+    // any Ok, so a list failing again and again (RBAC, a CRD not served) would be retried
+    // twice a second: the wait starts over only after a quiet minute (see `next`).
+    fn reset(&mut self) {}
 }
 
 /// kube's controllers back off on the stream of all their triggers together: after an
@@ -673,14 +684,21 @@ mod tests {
     use super::*;
     use kube::runtime::utils::Backoff;
 
-    #[test]
-    fn a_watch_waits_half_a_second_at_first_and_never_more_than_eight_give_or_take_half() {
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_waits_half_a_second_at_first_up_to_eight_and_starts_over_after_a_quiet_minute() {
         let mut backoff = WatchBackoff::default();
-        let waits: Vec<Duration> = backoff.by_ref().take(10).collect();
+        let mut waits = vec![];
+        for _ in 0..10 {
+            let wait = backoff.next().unwrap_or_default();
+            waits.push(wait);
+            tokio::time::advance(wait).await;
+            // the list it retries fails at once and says Ok(Init) first: no fresh start
+            backoff.reset();
+        }
         assert!((250..=750).contains(&waits[0].as_millis()), "{waits:?}");
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(12)), "{waits:?}");
         assert!(waits[9] >= Duration::from_secs(4), "{waits:?}");
-        backoff.reset();
+        tokio::time::advance(Duration::from_secs(61)).await;
         let first = backoff.next().unwrap_or_default();
         assert!((250..=750).contains(&first.as_millis()), "{first:?}");
     }
