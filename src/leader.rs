@@ -53,17 +53,22 @@ impl LeaderElector {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_hold().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+            // NB: an attempt may take only what is left of the lease: a stalled apiserver
+            // must not keep this replica reconciling once a standby may take over.
+            let left = self.duration.saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_hold()).await {
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => {
                     warn!(lease = %self.name, "another replica holds the lease");
                     return;
                 }
-                Err(err) if renewed.elapsed() >= self.duration => {
-                    warn!(error = %err, "could not renew the lease in time");
+                Ok(Err(err)) if renewed.elapsed() < self.duration => {
+                    warn!(error = %err, "could not renew the lease; retrying")
+                }
+                Ok(Err(_)) | Err(_) => {
+                    warn!(lease = %self.name, "could not renew the lease in time");
                     return;
                 }
-                Err(err) => warn!(error = %err, "could not renew the lease; retrying"),
             }
         }
     }
