@@ -275,7 +275,7 @@ pub trait Managed:
 
 /// Runs the controllers of every kind until a shutdown signal, watching through `watches`
 /// (a client whose timeout suits a watch that may rightly stay quiet for minutes); marks
-/// `health` ready once every watch has listed its objects.
+/// `health` ready once each controller's own watch has listed its objects.
 pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let scopes: Vec<Option<String>> = match ctx.settings.namespaces.as_slice() {
         [] => vec![None],
