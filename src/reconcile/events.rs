@@ -6,6 +6,7 @@
 //! minutes bump the series count instead of creating a new Event.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -14,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use std::sync::Mutex;
 
 /// How long an identical Event counts as a repeat of the last one.
 const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
