@@ -4,6 +4,7 @@
 pub mod api;
 pub mod ecs;
 pub mod leader;
+pub mod plan;
 pub mod reconcile;
 pub mod server;
 pub mod telemetry;

@@ -38,8 +38,11 @@ use super::shared::{CommonStatus, LocalObjectReference, ManagementOptions};
 #[x_kube(validation = Rule::new("!(has(self.cluster) && has(self.clusterRef))")
     .message("set at most one of cluster and clusterRef")
     .field_path(".clusterRef"))]
-#[x_kube(validation = Rule::new("has(self.taskDefinition) != has(self.taskDefinitionRef)")
+#[x_kube(validation = Rule::new("(has(self.deploymentController) && self.deploymentController.type == 'EXTERNAL') || has(self.taskDefinition) != has(self.taskDefinitionRef)")
     .message("set exactly one of taskDefinition and taskDefinitionRef")
+    .field_path(".taskDefinition"))]
+#[x_kube(validation = Rule::new("!(has(self.deploymentController) && self.deploymentController.type == 'EXTERNAL') || (!has(self.taskDefinition) && !has(self.taskDefinitionRef))")
+    .message("an EXTERNAL service has no task definition (ECS: TaskDefinition must be blank); its task sets name theirs")
     .field_path(".taskDefinition"))]
 #[x_kube(validation = Rule::new("self.allowReplacement || (has(self.serviceName) == has(oldSelf.serviceName) && (!has(self.serviceName) || self.serviceName == oldSelf.serviceName))")
     .message("serviceName cannot change in place: set allowReplacement: true to delete and recreate the service, or create a new EcsService")
@@ -119,9 +122,19 @@ pub struct EcsServiceStatus {
     /// The latest events ECS reported for the service, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<ServiceEventSummary>,
-    /// Task definition of a deployment that FAILED; not retried until the spec changes.
+    /// The deployment the operator started for the current spec, and how it went; a FAILED
+    /// one is not retried until the spec or the task definition changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_task_definition_arn: Option<String>,
+    pub rollout: Option<RolloutRecord>,
+    /// Under the CODE_DEPLOY or EXTERNAL deployment controller: the service's task sets,
+    /// PRIMARY first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSetSummary>,
+    /// Fields the spec sets differently from ECS that the CODE_DEPLOY or EXTERNAL deployment
+    /// controller owns: UpdateService cannot change them, so they reach ECS only through
+    /// that controller's next deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_to_deployment_controller: Vec<String>,
     /// The redeployTrigger value the last forced deployment answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_redeploy_trigger: Option<String>,
@@ -168,4 +181,46 @@ pub struct ServiceEventSummary {
     pub created_at: Option<String>,
     /// What ECS said.
     pub message: String,
+}
+
+/// The deployment the operator started, and what became of it.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRecord {
+    /// ECS's deployment ID.
+    pub deployment_id: String,
+    /// The metadata.generation it deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The task definition it deploys, as the spec resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// IN_PROGRESS, COMPLETED or FAILED, as last seen.
+    pub state: String,
+    /// Why it failed, in ECS's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One task set of a CODE_DEPLOY or EXTERNAL service.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSetSummary {
+    /// Task set ID.
+    pub id: String,
+    /// PRIMARY, ACTIVE or DRAINING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// STEADY_STATE or STABILIZING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability_status: Option<String>,
+    /// Task definition ARN of this task set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// Tasks this task set should run.
+    #[serde(default)]
+    pub computed_desired_count: i32,
+    /// Tasks of this task set RUNNING.
+    #[serde(default)]
+    pub running_count: i32,
 }

@@ -12,8 +12,12 @@ pub enum ErrorClass {
     Transient,
     /// The resource does not exist (ClusterNotFound, ServiceNotFound, ...).
     NotFound,
-    /// ECS rejected the request as invalid or forbidden: retrying will not help.
+    /// ECS rejected the request as invalid: retrying will not help.
     Terminal,
+    /// Access denied. Right after a role or policy was created this is IAM propagating
+    /// the change (it takes seconds to minutes), so it is retried a few times, slowly,
+    /// before it counts as terminal.
+    Denied,
 }
 
 /// A failed ECS call, with ECS's own code and message.
@@ -88,7 +92,25 @@ fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debu
     text
 }
 
-/// Maps ECS's error code (from `operation`) to what the operator should do.
+/// Messages with which ECS answers ClientException or InvalidParameterException for a
+/// condition that clears up by itself: such answers are retried with backoff, not Stalled.
+pub const TRANSIENT_MESSAGES: &[&str] = &[
+    // CreateService over a same-name service still DRAINING, or just gone INACTIVE
+    // (DeleteService doc; terraform-provider-aws#2283).
+    "Creation of service was not idempotent",
+    // ECS creates its service-linked role on first use; it takes a moment to be assumable.
+    "Unable to assume the service linked role",
+    // A role created moments ago, not yet visible to ECS (IAM propagation).
+    "Please verify that the ECS service role being passed has the proper permissions",
+    "Unable to assume role and validate the",
+    // A target group created moments ago, not yet attached to its load balancer.
+    "does not have an associated load balancer",
+    // RegisterTaskDefinition racing another registration of the family
+    // (terraform-provider-aws#9777).
+    "Too many concurrent attempts to create a new revision of the specified family",
+];
+
+/// Maps ECS's error code (from `operation`) and message to what the operator should do.
 pub fn classify(operation: &str, code: Option<&str>, message: &str) -> ErrorClass {
     match code.unwrap_or_default() {
         "ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException" => {
@@ -102,9 +124,14 @@ pub fn classify(operation: &str, code: Option<&str>, message: &str) -> ErrorClas
         {
             ErrorClass::NotFound
         }
-        "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "InvalidParameterException"
+        "ClientException" | "InvalidParameterException" if TRANSIENT_MESSAGES.iter().any(|m| message.contains(m)) => {
+            ErrorClass::Transient
+        }
+        // UpdateService of a service that is DRAINING: what follows (wait, recreate) is
+        // decided on the next pass from a fresh DescribeServices.
+        "ServiceNotActiveException" => ErrorClass::Transient,
+        "AccessDeniedException" | "UnauthorizedOperation" => ErrorClass::Denied,
+        "InvalidParameterException"
         | "ClientException"
         | "PlatformUnknownException"
         | "PlatformTaskDefinitionIncompatibilityException"
@@ -138,7 +165,7 @@ mod tests {
         );
         assert_eq!(
             classify("DescribeTaskDefinition", Some("AccessDeniedException"), "no"),
-            ErrorClass::Terminal
+            ErrorClass::Denied
         );
         assert_eq!(
             classify("DescribeTaskDefinition", Some("ClusterNotFoundException"), "gone"),
@@ -171,6 +198,40 @@ mod tests {
         assert_eq!(
             classify("DescribeServices", None, "connection reset"),
             ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn messages_that_clear_up_by_themselves_are_retried() {
+        for (code, message) in [
+            ("InvalidParameterException", "Creation of service was not idempotent."),
+            (
+                "InvalidParameterException",
+                "Unable to assume the service linked role. Please verify that the ECS service linked role exists.",
+            ),
+            (
+                "InvalidParameterException",
+                "The target group with targetGroupArn arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/a/1 does not have an associated load balancer.",
+            ),
+            (
+                "ClientException",
+                "Too many concurrent attempts to create a new revision of the specified family.",
+            ),
+            ("ServiceNotActiveException", "Service was not ACTIVE."),
+        ] {
+            assert_eq!(
+                classify("CreateService", Some(code), message),
+                ErrorClass::Transient,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            classify(
+                "CreateService",
+                Some("InvalidParameterException"),
+                "subnets can not be empty."
+            ),
+            ErrorClass::Terminal
         );
     }
 }

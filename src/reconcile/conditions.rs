@@ -46,9 +46,9 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
 }
 
 /// Conditions after a failed reconcile: Stalled for what retrying cannot fix.
-pub fn from_error(err: &Error) -> Vec<Wanted> {
+pub fn from_error(err: &Error, terminal: bool) -> Vec<Wanted> {
     let message = err.to_string();
-    let third = if err.is_terminal() { "Stalled" } else { "Reconciling" };
+    let third = if terminal { "Stalled" } else { "Reconciling" };
     vec![
         Wanted::new("Ready", false, err.reason(), message.clone()),
         Wanted::new(third, true, err.reason(), message),

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions};
+pub use crate::plan::State;
 
 use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::error::{EcsError, ErrorClass};
@@ -142,10 +143,21 @@ pub enum Error {
     Finalizer(String),
 }
 
+/// How many times in a row an AccessDenied is retried before it counts as terminal: IAM
+/// changes take seconds to minutes to reach ECS.
+pub const DENIED_RETRIES: u32 = 4;
+
 impl Error {
     /// Errors that retrying will not fix: Stalled until the spec changes.
     pub fn is_terminal(&self) -> bool {
+        self.is_terminal_after(DENIED_RETRIES)
+    }
+
+    /// [`Error::is_terminal`] for the `failures`-th consecutive failure of an object: an
+    /// AccessDenied is retried [`DENIED_RETRIES`] times first (IAM propagation).
+    pub fn is_terminal_after(&self, failures: u32) -> bool {
         match self {
+            Error::Ecs(e) if e.class == ErrorClass::Denied => failures >= DENIED_RETRIES,
             Error::Ecs(e) => e.class == ErrorClass::Terminal,
             Error::Wire(_) | Error::Invalid(_) | Error::NotOwned(_) | Error::NoRegion => true,
             Error::Kube(_) | Error::DeletionBlocked(_) | Error::Draining(_) | Error::Finalizer(_) => false,
@@ -156,7 +168,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Ecs(e) if e.class == ErrorClass::Throttled => "Throttled",
-            Error::Ecs(e) if e.is("AccessDeniedException") => "AccessDenied",
+            Error::Ecs(e) if e.class == ErrorClass::Denied => "AccessDenied",
             Error::Ecs(e) if e.class == ErrorClass::Terminal => "EcsRejected",
             Error::Ecs(_) => "EcsUnavailable",
             Error::Kube(_) | Error::Finalizer(_) => "KubernetesError",
@@ -179,21 +191,6 @@ pub struct Outcome<S> {
     pub events: Vec<Note>,
 }
 
-/// Where an object stands after a successful reconcile.
-pub enum State {
-    /// ECS matches the spec.
-    Ready { reason: &'static str, message: String },
-    /// ECS is still getting there (provisioning, rolling out): look again soon.
-    InProgress {
-        reason: &'static str,
-        message: String,
-        recheck: Duration,
-    },
-    /// ECS tried and failed (a rollout the circuit breaker stopped): Stalled until the spec
-    /// or what it refers to changes; looked at again on every resync, without retrying.
-    Failed { reason: &'static str, message: String },
-}
-
 /// One Event to publish about the object.
 #[derive(Debug)]
 pub struct Note {
@@ -210,6 +207,15 @@ impl Note {
     pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             warning: false,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A Warning event.
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            warning: true,
             reason,
             message: message.into(),
         }
@@ -528,8 +534,16 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
             Ok(next)
         }
         Err(err) => {
-            report_error(obj, ctx, api, &err).await?;
-            if err.is_terminal() {
+            let failures = ctx
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&uid)
+                .copied()
+                .unwrap_or(0);
+            let terminal = err.is_terminal_after(failures);
+            report_error(obj, ctx, api, &err, terminal).await?;
+            if terminal {
                 ctx.stalled_attempts
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -561,7 +575,7 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
             Ok(Action::await_change())
         }
         Err(err) => {
-            report_error(obj, ctx, api, &err).await?;
+            report_error(obj, ctx, api, &err, err.is_terminal()).await?;
             ctx.metrics.reconciled(&kind, "error", started.elapsed());
             Err(err)
         }
@@ -572,10 +586,16 @@ async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Act
 /// Warning Event carrying the error's own words.
 // NB: a retryable failure to re-observe a Ready object (throttled at resync) says nothing
 // about the object: it stays Ready, so GitOps health does not flap and nothing is written.
-async fn report_error<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, err: &Error) -> Result<(), Error> {
-    if err.is_terminal() || !conditions::ready(obj) {
+async fn report_error<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    api: &Api<K>,
+    err: &Error,
+    terminal: bool,
+) -> Result<(), Error> {
+    if terminal || !conditions::ready(obj) {
         let status = obj.status().cloned().unwrap_or_default();
-        write_status(obj, ctx, api, status, conditions::from_error(err)).await?;
+        write_status(obj, ctx, api, status, conditions::from_error(err, terminal)).await?;
     }
     let note = Note {
         warning: true,
@@ -657,8 +677,9 @@ fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
     }
 }
 
-/// Retryable failures back off exponentially (2 s doubling to 1 min) with ±50% jitter: the
-/// client-side rate limiter already keeps the total pace of calls within ECS's limits.
+/// Retryable failures back off exponentially (2 s doubling to 1 min; AccessDenied 15 s
+/// doubling to 2 min) with ±50% jitter: the client-side rate limiter already keeps the
+/// total pace of calls within ECS's limits.
 fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     match err {
         Error::DeletionBlocked(_) => return Action::requeue(Duration::from_secs(10)),
@@ -671,9 +692,13 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
         *n = n.saturating_add(1);
         *n
     };
-    let base = Duration::from_secs(1)
-        .saturating_mul(1 << attempts.min(9))
-        .min(Duration::from_secs(60));
+    // NB: an AccessDenied waits for IAM: 15 s doubling to 2 min, about 4 minutes in all
+    // before it counts as terminal.
+    let (first, most) = match err {
+        Error::Ecs(e) if e.class == ErrorClass::Denied => (Duration::from_millis(7500), Duration::from_secs(120)),
+        _ => (Duration::from_secs(1), Duration::from_secs(60)),
+    };
+    let base = first.saturating_mul(1 << attempts.min(9)).min(most);
     let jittered = base.mul_f64(0.5 + fastrand::f64());
     warn!(object = %obj.name_any(), error = %err, retry_in = ?jittered, "reconcile failed; retrying");
     Action::requeue(jittered)

@@ -1,21 +1,20 @@
-//! EcsService against ECS.
+//! EcsService against ECS: the executor of [`crate::plan::service`].
 //!
 //! References (clusterRef, taskDefinitionRef) are resolved from the referenced objects'
 //! status; the controller watches both kinds so a new revision reaches the service at once.
-//! The service is observed with one DescribeServices, created with a clientToken derived from
-//! the object's UID, and changed with one UpdateService carrying only the fields that differ.
-//! Ready means steady: the PRIMARY deployment runs the wanted task definition, its rollout
-//! is COMPLETED and running == desired. A FAILED rollout is Stalled and not retried until the
-//! spec or the task definition changes. Deletion scales in with force and waits out DRAINING.
+//! The service is observed with one DescribeServices (or its share of a batched one at
+//! resync), its ownership claimed, and then the planner decides; this file only performs
+//! what it decided (CreateService with a clientToken derived from the object's UID, one
+//! UpdateService, a replacement) and reports it. Deletion uses force and waits out DRAINING.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
-use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceField};
+use aws_sdk_ecs::types::{Service, ServiceField};
 use futures::Stream;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
@@ -27,53 +26,21 @@ use tracing::debug;
 
 use super::observations::by_account;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
-use crate::api::service::{DeploymentSummary, ServiceEventSummary};
+use crate::api::ecs_types::{CreateServiceInput, DeploymentControllerType};
+use crate::api::service::{DeploymentSummary, ServiceEventSummary, TaskSetSummary};
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
 };
 use crate::ecs::client::Ecs;
-use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
-use crate::ecs::wire::{WireError, to_sdk};
+use crate::ecs::wire::to_sdk;
+use crate::plan::service::{self as planner, Desired, Plan, ROLLING_RECHECK};
 
 /// How many of ECS's service events status keeps.
 const EVENTS_KEPT: usize = 5;
-/// How soon a rolling or draining service is looked at again.
-const ROLLING_RECHECK: Duration = Duration::from_secs(5);
 /// DescribeServices takes at most this many services of one cluster per call.
 const DESCRIBE_BATCH: usize = 10;
-
-/// Fields UpdateService can change; each goes into the call only when the spec sets it and
-/// ECS reports something else.
-const UPDATABLE: &[&str] = &[
-    "capacityProviderStrategy",
-    "deploymentConfiguration",
-    "availabilityZoneRebalancing",
-    "networkConfiguration",
-    "placementConstraints",
-    "placementStrategy",
-    "platformVersion",
-    "healthCheckGracePeriodSeconds",
-    "deploymentController",
-    "enableExecuteCommand",
-    "enableECSManagedTags",
-    "loadBalancers",
-    "propagateTags",
-    "serviceRegistries",
-    "serviceConnectConfiguration",
-    "volumeConfigurations",
-    "vpcLatticeConfigurations",
-    "gatewayConnectors",
-    "monitoring",
-];
-
-/// ECS reports these on the PRIMARY deployment rather than on the service.
-const DEPLOYMENT_LEVEL: &[&str] = &[
-    "serviceConnectConfiguration",
-    "volumeConfigurations",
-    "vpcLatticeConfigurations",
-];
 
 /// The service controller: also woken when a referenced EcsCluster or EcsTaskDefinition
 /// changes in a way that matters to its services, so a new revision or a newly Ready
@@ -152,7 +119,8 @@ fn referencing<K: Resource>(
 /// What the spec resolves to in ECS terms.
 struct Target {
     cluster: String,
-    task_definition: String,
+    /// None under the EXTERNAL deployment controller, whose task sets name their own.
+    task_definition: Option<String>,
 }
 
 /// Where a reference stands when it cannot be used yet.
@@ -205,11 +173,12 @@ impl EcsService {
                 )
                 .await?
                 {
-                    Ok(arn) => arn,
+                    Ok(arn) => Some(arn),
                     Err(waiting) => return Ok(Err(waiting)),
                 }
             }
-            (None, Some(td)) => td.clone(),
+            (None, Some(td)) => Some(td.clone()),
+            (None, None) if self.is_external() => None,
             (None, None) => return Err(Error::Invalid("set taskDefinition or taskDefinitionRef".into())),
         };
         Ok(Ok(Target {
@@ -267,21 +236,6 @@ fn is_ready(common: &CommonStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// True when ECS's task definition ARN is what the spec asks for: an ARN or family:revision
-/// must match exactly; a bare family means its latest revision at the time of the last
-/// update, so any revision of that family is in place (comparing a family with a revision
-/// ARN is how other controllers redeploy on every poll).
-pub fn task_definition_matches(wanted: &str, observed: &str) -> bool {
-    if wanted.starts_with("arn:") {
-        return wanted == observed;
-    }
-    let observed_family_revision = observed.rsplit('/').next().unwrap_or(observed);
-    match wanted.split_once(':') {
-        Some(_) => observed_family_revision == wanted,
-        None => observed_family_revision.split(':').next() == Some(wanted),
-    }
-}
-
 impl Managed for EcsService {
     type Status = EcsServiceStatus;
 
@@ -301,7 +255,6 @@ impl Managed for EcsService {
         let (ecs, region) = ctx.ecs_for(self).await?;
         let previous = self.status.clone().unwrap_or_default();
         let mut status = EcsServiceStatus {
-            common: previous.common.clone(),
             region: Some(region.clone()),
             ..previous.clone()
         };
@@ -320,133 +273,121 @@ impl Managed for EcsService {
                 });
             }
         };
-        let name = self.service_name();
-        let spec_changed = previous.common.observed_generation != self.metadata.generation;
-        let ownership_tags = ownership::tags_for(self);
-        let user_tags = self.spec.service.tags.as_deref().map(tag_map);
+        let desired = Desired::new(self, target.cluster.clone(), target.task_definition.clone());
         let mut events = vec![];
-
-        // The service this object made last time, if it moved (new name or cluster), must go first.
-        if let (Some(old_arn), Some(old_cluster)) = (&previous.service_arn, &previous.cluster_arn) {
-            let moved = !old_arn.ends_with(&format!("/{name}")) || !same_cluster(old_cluster, &target.cluster);
-            if moved {
-                if let Some(old) = describe(&ecs, old_cluster, old_arn)
-                    .await?
-                    .filter(|s| owned_by(&sdk_tag_map(s.tags()), self))
-                {
-                    if old.status() == Some("ACTIVE") {
-                        delete(&ecs, old_cluster, old_arn).await?;
-                        events.push(Note::normal(
-                            "Replacing",
-                            format!(
-                                "deleting service {old_arn} to recreate it as {name} in {}",
-                                target.cluster
-                            ),
-                        ));
-                    }
-                    let state = State::InProgress {
-                        reason: "Replacing",
-                        message: format!("waiting for the previous service {old_arn} to finish draining"),
-                        recheck: ROLLING_RECHECK,
-                    };
-                    return Ok(Outcome { status, state, events });
-                }
-                status.service_arn = None;
-                status.cluster_arn = None;
-            }
+        if let Some(waiting) = self
+            .retire_moved_service(&ecs, &desired, &mut status, &mut events)
+            .await?
+        {
+            return Ok(Outcome {
+                status,
+                state: waiting,
+                events,
+            });
         }
-
-        // The resync's batched read, when it saw this very service; else a read of its own.
-        let snapshot = ctx
-            .observations
-            .take::<Option<Service>>(&self.uid().unwrap_or_default());
-        let same_service = status
-            .service_arn
-            .as_deref()
-            .is_some_and(|arn| arn.ends_with(&format!("/{name}")))
-            && status
-                .cluster_arn
-                .as_deref()
-                .is_some_and(|c| same_cluster(c, &target.cluster));
-        let observed = match snapshot {
-            Some(seen) if same_service => seen,
-            _ => describe(&ecs, &target.cluster, &name).await?,
+        let observed = self.observe(ctx, &ecs, &desired, &status).await?;
+        let adopted = match observed.as_ref().filter(|s| s.status() == Some("ACTIVE")) {
+            Some(service) => claim(
+                self,
+                &sdk_tag_map(service.tags()),
+                &format!("ECS service {} in cluster {}", desired.name, desired.cluster),
+            )?,
+            None => None,
         };
-        let mut failure = None;
-        let service = match observed {
-            Some(service) if service.status() == Some("DRAINING") => {
+        let plan = planner::plan(&desired, observed.as_ref(), &previous)?;
+        let service = match (&plan, observed) {
+            (Plan::WaitForDrain, _) => {
                 let state = State::InProgress {
                     reason: "WaitingForDrain",
                     message: format!(
-                        "a previous service {name} is still DRAINING; ECS cannot create it again until it is INACTIVE"
+                        "a previous service {} is still DRAINING; ECS cannot create it again until it is INACTIVE",
+                        desired.name
                     ),
                     recheck: ROLLING_RECHECK,
                 };
                 return Ok(Outcome { status, state, events });
             }
-            Some(service) => {
+            (Plan::Replace { field, allowed: false }, _) => {
+                return Err(Error::Invalid(format!(
+                    "{field} differs from the running service and ECS cannot change it in place; set allowReplacement: true to recreate the service"
+                )));
+            }
+            (Plan::Replace { field, allowed: true }, Some(service)) => {
+                let name = &desired.name;
+                delete(&ecs, &desired.cluster, service.service_arn().unwrap_or(name)).await?;
+                events.push(Note::normal(
+                    "Replacing",
+                    format!("deleting service {name} to recreate it: {field} changed"),
+                ));
+                let state = State::InProgress {
+                    reason: "Replacing",
+                    message: format!("recreating service {name}: {field} changed"),
+                    recheck: ROLLING_RECHECK,
+                };
+                return Ok(Outcome { status, state, events });
+            }
+            (
+                Plan::Create {
+                    input,
+                    desired_count_defaulted,
+                },
+                _,
+            ) => {
+                let service = self.create(&ecs, input).await?;
+                let defaulted = if *desired_count_defaulted {
+                    " with desiredCount 1 (unset in spec: left to whoever scales it from now on)"
+                } else {
+                    ""
+                };
+                events.push(Note::normal(
+                    "Created",
+                    format!("created service {} in {}{defaulted}", desired.name, desired.cluster),
+                ));
+                service
+            }
+            (plan, observed) => {
+                let Some(service) = observed else {
+                    return Err(EcsError::empty("DescribeServices", "the service to update was not observed").into());
+                };
                 let tags = sdk_tag_map(service.tags());
-                let adopted = claim(
-                    self,
-                    &tags,
-                    &format!("ECS service {name} in cluster {}", target.cluster),
-                )?;
-                if let Some(field) = self.immutable_difference(&service) {
-                    if !self.spec.allow_replacement {
-                        return Err(Error::Invalid(format!(
-                            "{field} differs from the running service and ECS cannot change it in place; set allowReplacement: true to recreate the service"
-                        )));
+                let mut fields = vec![];
+                let service = match plan {
+                    Plan::Update(update) => {
+                        fields = update.fields();
+                        update_service(&ecs, &desired.cluster, &service, update.request()).await?
                     }
-                    delete(&ecs, &target.cluster, service.service_arn().unwrap_or(&name)).await?;
-                    events.push(Note::normal(
-                        "Replacing",
-                        format!("deleting service {name} to recreate it: {field} changed"),
-                    ));
-                    let state = State::InProgress {
-                        reason: "Replacing",
-                        message: format!("recreating service {name}: {field} changed"),
-                        recheck: ROLLING_RECHECK,
-                    };
-                    return Ok(Outcome { status, state, events });
-                }
-                // NB: a failure must be known before converging, or the first pass after a
-                // rollback would deploy the broken revision again.
-                failure = self.rollout_failure(&service, &target, &previous);
-                let (service, mut fields) = self
-                    .converge(&ecs, &target, service, &previous, failure.is_some())
-                    .await?;
+                    Plan::RolloutFailed { deployment, reason } if !previous_failure(&previous, &desired) => {
+                        let which = deployment.as_deref().unwrap_or("of this spec");
+                        events.push(Note::warning(
+                            "RolloutFailed",
+                            format!("deployment {which} failed: {reason}"),
+                        ));
+                        service
+                    }
+                    _ => service,
+                };
                 let arn = service.service_arn().unwrap_or_default();
-                let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership_tags, &tags).await?;
+                let user_tags = self.spec.service.tags.as_deref().map(tag_map);
+                let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership::tags_for(self), &tags).await?;
                 // NB: tagging an adopted resource is part of adopting it, not a change to report.
                 fields.extend(retagged.filter(|_| adopted.is_none()));
                 events.extend(adopted);
                 // A new revision of the referenced task definition is asked for, not drift.
+                let spec_changed = previous.common.observed_generation != self.metadata.generation;
                 let asked_for = spec_changed || fields.iter().any(|f| f == "taskDefinition");
                 events.extend(Note::changed(asked_for, &fields));
                 service
             }
-            None => {
-                let service = self
-                    .create(&ecs, &target, &name, user_tags.as_ref(), &ownership_tags)
-                    .await?;
-                events.push(Note::normal(
-                    "Created",
-                    format!("created service {name} in {}", target.cluster),
-                ));
-                service
-            }
         };
-
         observe_into(&mut status, &service);
         status.observed_redeploy_trigger = self.spec.redeploy_trigger.clone();
-        status.failed_task_definition_arn = failure.as_ref().map(|(td, _)| td.clone());
-        let state = match failure {
-            Some((_, message)) => State::Failed {
-                reason: "RolloutFailed",
-                message,
-            },
-            None => self.readiness(&service, &target),
+        status.rollout = planner::rollout_record(&desired, &plan, &service, &previous);
+        status.left_to_deployment_controller = match &plan {
+            Plan::InSync { deferred } => deferred_fields(deferred),
+            Plan::Update(update) => deferred_fields(&update.deferred),
+            _ => vec![],
         };
+        let state = planner::readiness(&desired, &plan, &service);
         Ok(Outcome { status, state, events })
     }
 
@@ -533,47 +474,88 @@ impl EcsService {
 }
 
 impl EcsService {
-    /// The first field ECS cannot change in place that differs from the running service.
-    fn immutable_difference(&self, service: &Service) -> Option<&'static str> {
-        let spec = &self.spec.service;
-        if let Some(launch_type) = &spec.launch_type
-            && service
-                .launch_type()
-                .is_some_and(|l| l.as_str() != launch_type.as_str())
-        {
-            return Some("launchType");
-        }
-        if let Some(strategy) = &spec.scheduling_strategy
-            && service
-                .scheduling_strategy()
-                .is_some_and(|s| s.as_str() != strategy.as_str())
-        {
-            return Some("schedulingStrategy");
-        }
-        if let Some(role) = &spec.role
-            && service
-                .role_arn()
-                .is_some_and(|r| r != role && !r.ends_with(&format!("/{role}")))
-        {
-            return Some("role");
-        }
-        None
+    /// True under the EXTERNAL deployment controller, whose services have no task definition.
+    fn is_external(&self) -> bool {
+        self.spec
+            .service
+            .deployment_controller
+            .as_ref()
+            .is_some_and(|c| c.r#type == DeploymentControllerType::External)
     }
 
-    async fn create(
+    /// The service this object made last time, if the spec moved it (a new name or
+    /// cluster), is deleted first and waited out: returns the state to report meanwhile.
+    async fn retire_moved_service(
         &self,
         ecs: &Ecs,
-        target: &Target,
-        name: &str,
-        user_tags: Option<&BTreeMap<String, String>>,
-        ownership_tags: &BTreeMap<String, String>,
-    ) -> Result<Service, Error> {
-        let mut tags = user_tags.cloned().unwrap_or_default();
-        tags.extend(ownership_tags.clone());
-        let mut input = self.spec.service.clone();
-        input.service_name = Some(name.to_string());
-        input.cluster = Some(target.cluster.clone());
-        input.task_definition = Some(target.task_definition.clone());
+        desired: &Desired<'_>,
+        status: &mut EcsServiceStatus,
+        events: &mut Vec<Note>,
+    ) -> Result<Option<State>, Error> {
+        let (Some(old_arn), Some(old_cluster)) = (status.service_arn.clone(), status.cluster_arn.clone()) else {
+            return Ok(None);
+        };
+        let moved = !old_arn.ends_with(&format!("/{}", desired.name)) || !same_cluster(&old_cluster, &desired.cluster);
+        if !moved {
+            return Ok(None);
+        }
+        let Some(old) = describe(ecs, &old_cluster, &old_arn)
+            .await?
+            .filter(|s| owned_by(&sdk_tag_map(s.tags()), self))
+        else {
+            status.service_arn = None;
+            status.cluster_arn = None;
+            return Ok(None);
+        };
+        if old.status() == Some("ACTIVE") {
+            delete(ecs, &old_cluster, &old_arn).await?;
+            events.push(Note::normal(
+                "Replacing",
+                format!(
+                    "deleting service {old_arn} to recreate it as {} in {}",
+                    desired.name, desired.cluster
+                ),
+            ));
+        }
+        Ok(Some(State::InProgress {
+            reason: "Replacing",
+            message: format!("waiting for the previous service {old_arn} to finish draining"),
+            recheck: ROLLING_RECHECK,
+        }))
+    }
+
+    /// The service as ECS has it: the resync's batched read when it saw this very service,
+    /// else a DescribeServices of its own.
+    async fn observe(
+        &self,
+        ctx: &Context,
+        ecs: &Ecs,
+        desired: &Desired<'_>,
+        status: &EcsServiceStatus,
+    ) -> Result<Option<Service>, Error> {
+        let snapshot = ctx
+            .observations
+            .take::<Option<Service>>(&self.uid().unwrap_or_default());
+        let same_service = status
+            .service_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(&format!("/{}", desired.name)))
+            && status
+                .cluster_arn
+                .as_deref()
+                .is_some_and(|c| same_cluster(c, &desired.cluster));
+        match snapshot {
+            Some(seen) if same_service => Ok(seen),
+            _ => Ok(describe(ecs, &desired.cluster, &desired.name).await?),
+        }
+    }
+
+    /// CreateService with the planned input, this object's tags, and a clientToken derived
+    /// from its UID and generation.
+    async fn create(&self, ecs: &Ecs, input: &CreateServiceInput) -> Result<Service, Error> {
+        let mut input = input.clone();
+        let mut tags = self.spec.service.tags.as_deref().map(tag_map).unwrap_or_default();
+        tags.extend(ownership::tags_for(self));
         input.tags = Some(tag_list(&tags));
         let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
         let token = client_token(
@@ -617,184 +599,62 @@ impl EcsService {
         out.service
             .ok_or_else(|| Error::Ecs(EcsError::empty("CreateService", "no service in the response")))
     }
+}
 
-    /// One UpdateService with the fields that differ, if any. Returns the service as ECS
-    /// reports it afterwards and the names of the changed fields.
-    async fn converge(
-        &self,
-        ecs: &Ecs,
-        target: &Target,
-        service: Service,
-        previous: &EcsServiceStatus,
-        rollout_failed: bool,
-    ) -> Result<(Service, Vec<String>), Error> {
-        let observed: Value = crate::ecs::wire::from_sdk(&service)?;
-        let primary: Value = observed["deployments"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["status"] == "PRIMARY").cloned())
-            .unwrap_or(Value::Null);
-        let desired = serde_json::to_value(&self.spec.service).map_err(|e| WireError::Encode("service", e))?;
-        let mut update = serde_json::Map::new();
-        for field in UPDATABLE {
-            let Some(want) = desired.get(*field).filter(|v| !v.is_null()) else {
-                continue;
-            };
-            let want = &comparable(field, want);
-            let have = if DEPLOYMENT_LEVEL.contains(field) {
-                &primary[*field]
-            } else {
-                &observed[*field]
-            };
-            if !is_subset(want, have) {
-                update.insert((*field).into(), desired[*field].clone());
-            }
-        }
-        if let Some(count) = self.spec.service.desired_count
-            && service.desired_count() != count
-        {
-            update.insert("desiredCount".into(), json!(count));
-        }
-        let running = service.task_definition().unwrap_or_default();
-        if !task_definition_matches(&target.task_definition, running) && !rollout_failed {
-            update.insert("taskDefinition".into(), json!(target.task_definition));
-        }
-        let mut changed: Vec<String> = update.keys().cloned().collect();
-        if self.spec.redeploy_trigger.is_some() && self.spec.redeploy_trigger != previous.observed_redeploy_trigger {
-            update.insert("forceNewDeployment".into(), json!(true));
-            changed.push("redeployTrigger (new deployment forced)".into());
-        }
-        if update.is_empty() {
-            return Ok((service, vec![]));
-        }
-        update.insert("cluster".into(), json!(target.cluster));
-        update.insert("service".into(), json!(service.service_arn().unwrap_or_default()));
-        let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
-        ecs.permit("UpdateService").await;
-        let out = ecs
-            .update_service()
-            .set_cluster(sdk.cluster)
-            .set_service(sdk.service)
-            .set_desired_count(sdk.desired_count)
-            .set_task_definition(sdk.task_definition)
-            .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
-            .set_deployment_configuration(sdk.deployment_configuration)
-            .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
-            .set_network_configuration(sdk.network_configuration)
-            .set_placement_constraints(sdk.placement_constraints)
-            .set_placement_strategy(sdk.placement_strategy)
-            .set_platform_version(sdk.platform_version)
-            .set_force_new_deployment(sdk.force_new_deployment)
-            .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
-            .set_deployment_controller(sdk.deployment_controller)
-            .set_enable_execute_command(sdk.enable_execute_command)
-            .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
-            .set_load_balancers(sdk.load_balancers)
-            .set_propagate_tags(sdk.propagate_tags)
-            .set_service_registries(sdk.service_registries)
-            .set_service_connect_configuration(sdk.service_connect_configuration)
-            .set_volume_configurations(sdk.volume_configurations)
-            .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
-            .set_gateway_connectors(sdk.gateway_connectors)
-            .set_monitoring(sdk.monitoring)
-            .send()
-            .await
-            .map_err(|e| EcsError::new("UpdateService", e))?;
-        let service = out.service.unwrap_or(service);
-        Ok((service, changed))
-    }
+/// One UpdateService with the planned members. Returns the service as ECS reports it
+/// afterwards.
+async fn update_service(
+    ecs: &Ecs,
+    cluster: &str,
+    service: &Service,
+    mut request: serde_json::Map<String, Value>,
+) -> Result<Service, Error> {
+    request.insert("cluster".into(), json!(cluster));
+    request.insert("service".into(), json!(service.service_arn().unwrap_or_default()));
+    let sdk = to_sdk(&Value::Object(request), SdkUpdateInput::deserialize)?;
+    ecs.permit("UpdateService").await;
+    let out = ecs
+        .update_service()
+        .set_cluster(sdk.cluster)
+        .set_service(sdk.service)
+        .set_desired_count(sdk.desired_count)
+        .set_task_definition(sdk.task_definition)
+        .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
+        .set_deployment_configuration(sdk.deployment_configuration)
+        .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
+        .set_network_configuration(sdk.network_configuration)
+        .set_placement_constraints(sdk.placement_constraints)
+        .set_placement_strategy(sdk.placement_strategy)
+        .set_platform_version(sdk.platform_version)
+        .set_force_new_deployment(sdk.force_new_deployment)
+        .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
+        .set_deployment_controller(sdk.deployment_controller)
+        .set_enable_execute_command(sdk.enable_execute_command)
+        .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
+        .set_load_balancers(sdk.load_balancers)
+        .set_propagate_tags(sdk.propagate_tags)
+        .set_service_registries(sdk.service_registries)
+        .set_service_connect_configuration(sdk.service_connect_configuration)
+        .set_volume_configurations(sdk.volume_configurations)
+        .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
+        .set_gateway_connectors(sdk.gateway_connectors)
+        .set_monitoring(sdk.monitoring)
+        .send()
+        .await
+        .map_err(|e| EcsError::new("UpdateService", e))?;
+    Ok(out.service.unwrap_or_else(|| service.clone()))
+}
 
-    /// The failed rollout of the wanted task definition, which must not be retried: a FAILED
-    /// deployment of it that no newer deployment of it superseded, or a failure recorded
-    /// earlier in this generation (after rolling back, ECS drops the FAILED deployment).
-    /// Returns the task definition and the message for the Stalled condition.
-    fn rollout_failure(
-        &self,
-        service: &Service,
-        target: &Target,
-        previous: &EcsServiceStatus,
-    ) -> Option<(String, String)> {
-        let on_target = |d: &Deployment| {
-            d.task_definition()
-                .is_some_and(|td| task_definition_matches(&target.task_definition, td))
-        };
-        let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
-        let superseded = |failed: &Deployment| {
-            primary.is_some_and(|p| {
-                on_target(p)
-                    && p.rollout_state() != Some(&DeploymentRolloutState::Failed)
-                    && p.created_at() > failed.created_at()
-            })
-        };
-        let failed = service
-            .deployments()
-            .iter()
-            .find(|d| d.rollout_state() == Some(&DeploymentRolloutState::Failed) && on_target(d) && !superseded(d));
-        if let Some(failed) = failed {
-            let td = failed.task_definition().unwrap_or_default().to_string();
-            let reason = failed.rollout_state_reason().unwrap_or("no reason given");
-            let message = format!(
-                "the deployment of {td} failed: {reason}; it is not retried until the spec or the task definition changes"
-            );
-            return Some((td, message));
-        }
-        let recorded = previous
-            .failed_task_definition_arn
-            .as_deref()
-            .filter(|failed| task_definition_matches(&target.task_definition, failed))?;
-        let stalled_this_generation = previous.common.conditions.iter().any(|c| {
-            c.type_ == "Stalled"
-                && c.status == "True"
-                && c.reason == "RolloutFailed"
-                && c.observed_generation == self.metadata.generation
-        });
-        let recovered =
-            primary.is_some_and(|p| on_target(p) && p.rollout_state() == Some(&DeploymentRolloutState::Completed));
-        (stalled_this_generation && !recovered).then(|| {
-            let message = format!(
-                "the deployment of {recorded} failed; it is not retried until the spec or the task definition changes"
-            );
-            (recorded.to_string(), message)
-        })
-    }
+/// True when the last pass already reported this spec's rollout as failed (one Warning
+/// Event per failure, not one per pass).
+fn previous_failure(previous: &EcsServiceStatus, desired: &Desired) -> bool {
+    previous.rollout.as_ref().is_some_and(|r| {
+        r.state == "FAILED" && r.generation == desired.generation && r.task_definition == desired.task_definition
+    })
+}
 
-    /// Ready only when steady: the PRIMARY deployment runs the wanted task definition, its
-    /// rollout is COMPLETED, it is the only one, and running == desired.
-    fn readiness(&self, service: &Service, target: &Target) -> State {
-        let name = service.service_name().unwrap_or_default();
-        let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY"));
-        let Some(primary) = primary else {
-            return State::InProgress {
-                reason: "RollingOut",
-                message: format!("service {name} has no PRIMARY deployment yet"),
-                recheck: ROLLING_RECHECK,
-            };
-        };
-        let on_target = primary
-            .task_definition()
-            .is_some_and(|td| task_definition_matches(&target.task_definition, td));
-        let completed = primary
-            .rollout_state()
-            .is_none_or(|s| *s == DeploymentRolloutState::Completed);
-        let counts_match = service.running_count() == service.desired_count();
-        if on_target && completed && counts_match && service.deployments().len() == 1 {
-            return State::Ready {
-                reason: "Steady",
-                message: format!("service {name} is steady"),
-            };
-        }
-        State::InProgress {
-            reason: "RollingOut",
-            message: format!(
-                "deployment {} of {}: {}, {} of {} tasks running",
-                primary.id().unwrap_or_default(),
-                primary.task_definition().unwrap_or_default(),
-                primary.rollout_state().map(|s| s.as_str()).unwrap_or("IN_PROGRESS"),
-                primary.running_count(),
-                primary.desired_count()
-            ),
-            recheck: ROLLING_RECHECK,
-        }
-    }
+fn deferred_fields(deferred: &[crate::plan::Change]) -> Vec<String> {
+    deferred.iter().map(|c| c.field.clone()).collect()
 }
 
 /// Copies what users look at from ECS's service into status.
@@ -823,6 +683,20 @@ fn observe_into(status: &mut EcsServiceStatus, service: &Service) {
         .collect();
     deployments.sort_by_key(|d| d.status.as_deref() != Some("PRIMARY"));
     status.deployments = deployments;
+    let mut task_sets: Vec<TaskSetSummary> = service
+        .task_sets()
+        .iter()
+        .map(|t| TaskSetSummary {
+            id: t.id().unwrap_or_default().to_string(),
+            status: t.status().map(str::to_owned),
+            stability_status: t.stability_status().map(|s| s.as_str().to_string()),
+            task_definition: t.task_definition().map(str::to_owned),
+            computed_desired_count: t.computed_desired_count(),
+            running_count: t.running_count(),
+        })
+        .collect();
+    task_sets.sort_by_key(|t| t.status.as_deref() != Some("PRIMARY"));
+    status.task_sets = task_sets;
     status.events = service
         .events()
         .iter()
@@ -842,23 +716,6 @@ pub fn client_token(uid: &str, generation: Option<i64>) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{uid}/{}", generation.unwrap_or_default()));
     digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..36].to_string()
-}
-
-/// The desired value as ECS can be compared with it: ECS reports a Service Connect
-/// namespace as an ARN, so a namespace given by name is left out of the comparison (it
-/// cannot be checked without Cloud Map).
-fn comparable(field: &str, want: &Value) -> Value {
-    let mut want = want.clone();
-    if field == "serviceConnectConfiguration"
-        && let Some(config) = want.as_object_mut()
-        && config
-            .get("namespace")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.starts_with("arn:"))
-    {
-        config.remove("namespace");
-    }
-    want
 }
 
 fn same_cluster(a: &str, b: &str) -> bool {
@@ -933,7 +790,6 @@ mod tests {
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
     const TD_1: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:1";
-    const TD_2: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:2";
     const ARN: &str = "arn:aws:ecs:us-east-1:1:service/prod/web";
 
     fn object() -> EcsService {
@@ -997,18 +853,6 @@ mod tests {
         assert_ne!(state(&deleting), state(&ready), "deletion started");
     }
 
-    fn deployment(status: &str, td: &str, state: DeploymentRolloutState, running: i32) -> Deployment {
-        Deployment::builder()
-            .id(format!("ecs-svc/{status}-{running}"))
-            .status(status)
-            .task_definition(td)
-            .rollout_state(state)
-            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
-            .desired_count(2)
-            .running_count(running)
-            .build()
-    }
-
     fn service(status: &str, deployments: Vec<Deployment>) -> Service {
         Service::builder()
             .service_name("web")
@@ -1020,105 +864,6 @@ mod tests {
             .set_deployments(Some(deployments))
             .tags(Tag::builder().key(ownership::UID).value("u-1").build())
             .build()
-    }
-
-    fn target() -> Target {
-        Target {
-            cluster: "prod".into(),
-            task_definition: "web:2".into(),
-        }
-    }
-
-    #[test]
-    fn ready_only_when_the_primary_deployment_is_steady_on_the_wanted_revision() {
-        let svc = object();
-        let rolling = service(
-            "ACTIVE",
-            vec![
-                deployment("PRIMARY", TD_2, DeploymentRolloutState::InProgress, 1),
-                deployment("ACTIVE", TD_1, DeploymentRolloutState::Completed, 2),
-            ],
-        );
-        assert!(matches!(
-            svc.readiness(&rolling, &target()),
-            State::InProgress {
-                reason: "RollingOut",
-                ..
-            }
-        ));
-        let old = service(
-            "ACTIVE",
-            vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
-        );
-        assert!(
-            matches!(svc.readiness(&old, &target()), State::InProgress { .. }),
-            "the old revision is not wanted"
-        );
-        let steady = service(
-            "ACTIVE",
-            vec![deployment("PRIMARY", TD_2, DeploymentRolloutState::Completed, 2)],
-        );
-        assert!(matches!(svc.readiness(&steady, &target()), State::Ready { .. }));
-    }
-
-    #[tokio::test]
-    async fn a_failed_rollout_is_stalled_with_ecs_reason_and_not_retried() {
-        let svc = object();
-        let previous = svc.status.clone().expect("status");
-        // The circuit breaker rolled back: PRIMARY runs the old revision, the new one FAILED.
-        let rolled_back = service(
-            "ACTIVE",
-            vec![
-                deployment("PRIMARY", TD_1, DeploymentRolloutState::InProgress, 2),
-                deployment("ACTIVE", TD_2, DeploymentRolloutState::Failed, 0),
-            ],
-        );
-        let (td, message) = svc
-            .rollout_failure(&rolled_back, &target(), &previous)
-            .expect("a failure");
-        assert_eq!(td, TD_2);
-        assert!(
-            message.contains("circuit breaker"),
-            "ECS's reason reaches the user: {message}"
-        );
-        // ... and the same pass must not deploy it again (the mock has no rule: a call fails).
-        let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[]));
-        let (_, changed) = svc
-            .converge(&ecs, &target(), rolled_back, &previous, true)
-            .await
-            .expect("no call");
-        assert!(changed.is_empty());
-
-        // Later, ECS has dropped the FAILED deployment: the failure recorded in this
-        // generation still holds, so nothing is retried.
-        let stalled = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: "Stalled".into(),
-            status: "True".into(),
-            reason: "RolloutFailed".into(),
-            message: message.clone(),
-            observed_generation: Some(2),
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ),
-        };
-        let previous = EcsServiceStatus {
-            failed_task_definition_arn: Some(TD_2.into()),
-            common: CommonStatus {
-                observed_generation: Some(2),
-                conditions: vec![stalled],
-            },
-            ..previous
-        };
-        let after_rollback = service(
-            "ACTIVE",
-            vec![deployment("PRIMARY", TD_1, DeploymentRolloutState::Completed, 2)],
-        );
-        assert!(svc.rollout_failure(&after_rollback, &target(), &previous).is_some());
-
-        // A new generation (the user changed the spec) retries.
-        let mut retried = svc.clone();
-        retried.metadata.generation = Some(3);
-        assert!(retried.rollout_failure(&after_rollback, &target(), &previous).is_none());
     }
 
     #[tokio::test]
@@ -1205,19 +950,5 @@ mod tests {
         assert_eq!(client_token(uid, Some(1)), client_token(uid, Some(1)));
         assert_ne!(client_token(uid, Some(1)), client_token(uid, Some(2)));
         assert_eq!(client_token(uid, Some(1)).len(), 36);
-    }
-
-    #[test]
-    fn a_family_matches_any_of_its_revisions_and_a_revision_only_itself() {
-        let arn = "arn:aws:ecs:us-east-1:1:task-definition/web:7";
-        assert!(task_definition_matches("web", arn));
-        assert!(task_definition_matches("web:7", arn));
-        assert!(!task_definition_matches("web:6", arn));
-        assert!(task_definition_matches(arn, arn));
-        assert!(!task_definition_matches(
-            "arn:aws:ecs:us-east-1:1:task-definition/web:6",
-            arn
-        ));
-        assert!(!task_definition_matches("webapp", arn));
     }
 }

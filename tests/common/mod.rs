@@ -571,3 +571,83 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// POSTs a JSON body to one of the ECS endpoint's test controls (tests/testenv/strict_ecs.py).
+pub fn endpoint_control(path: &str, body: serde_json::Value) {
+    use std::io::{Read, Write};
+    let address = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(
+        response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+        "{response}"
+    );
+}
+
+/// How long ECS takes in one cluster of the endpoint: a deployment's rollout, a deleted
+/// service's DRAINING, and how long after INACTIVE its name stays "not idempotent".
+pub fn set_timing(cluster: &str, rollout: f64, draining: f64, recreate_blocked: f64) {
+    endpoint_control(
+        "/_ecs_operator/timing",
+        serde_json::json!({"cluster": cluster, "rolloutSeconds": rollout, "drainingSeconds": draining,
+                           "recreateBlockedSeconds": recreate_blocked}),
+    );
+}
+
+/// The next `times` calls of `operation` naming `cluster` fail with ECS's `code` and `message`.
+pub fn inject_error(operation: &str, cluster: &str, code: &str, message: &str, times: u32) {
+    endpoint_control(
+        "/_ecs_operator/inject",
+        serde_json::json!({"operation": operation, "cluster": cluster, "code": code, "message": message, "times": times}),
+    );
+}
+
+/// From now on, deployments whose images, subnets, security groups or target groups
+/// mention `value` cannot start their tasks (an image tag moved to a crashing build).
+pub fn declare_broken(value: &str) {
+    endpoint_control("/_ecs_operator/broken", serde_json::json!({"value": value}));
+}
+
+/// The request bodies of `operation` (CreateService, UpdateService, DeleteService) the
+/// operator of `namespace` sent, oldest first.
+pub fn ecs_requests(namespace: &str, operation: &str) -> Vec<serde_json::Value> {
+    let endpoint = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+    let body = http_get_from(
+        &endpoint,
+        &format!("/_ecs_operator/requests?client={namespace}&operation={operation}"),
+    );
+    serde_json::from_str(&body).expect("requests JSON")
+}
+
+/// A VPC in the endpoint's EC2 with `subnets` subnets and `security_groups` security groups
+/// (ECS checks that awsvpc subnets and security groups exist): their IDs.
+pub fn vpc(subnets: usize, security_groups: usize) -> (Vec<String>, Vec<String>) {
+    let script = format!(
+        r#"
+import json, os, boto3, uuid
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"],
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{{i}}.0/24")["Subnet"]["SubnetId"] for i in range({subnets})]
+groups = [ec2.create_security_group(GroupName=f"sg-{{i}}-{{uuid.uuid4().hex[:8]}}", Description="test", VpcId=vpc)["GroupId"]
+          for i in range({security_groups})]
+print(json.dumps([subnets, groups]))
+"#
+    );
+    let out = Command::new(root().join(".testenv/venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .envs(&test_bed().vars)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("subnets and groups")
+}

@@ -1,0 +1,645 @@
+"""The strict ECS endpoint: moto's ECS server made to behave like ECS where an operator's
+correctness depends on it. On for every test and the demo.
+
+moto accepts requests ECS rejects, echoes inputs ECS rewrites, and finishes at once what
+ECS takes minutes for (../../../shared/ECS-NOTES.md lists the gaps). Code that passes
+against moto alone gets stuck, loops, or writes at every pass against a real account. The
+rules below close those gaps. Each is one function whose doc string cites the ECS API
+reference or botocore's doc string (botocore/data/ecs/*/service-2.json, the model every
+AWS SDK is generated from) for the behaviour it restores. There are three kinds:
+
+- REJECTS: requests ECS refuses, answered with ECS's own error code and message.
+- REWRITES: how ECS stores and reports what it was given (aliases, upper case, omitted
+  members, list order, defaults).
+- TAKES TIME: deployments, scaling and draining move on with time, computed from
+  timestamps whenever a service is read or written (no background thread).
+
+moto's handlers for the service operations are replaced (see `apply`); everything else is
+moto's own. Tests steer the endpoint over HTTP (see ecs_endpoint.py):
+
+- timing per cluster (`POST /_ecs_operator/timing`), defaults from STRICT_ECS_* variables;
+- errors injected for the next calls of an operation in a cluster (`/_ecs_operator/inject`);
+- values declared broken (`/_ecs_operator/broken`): a deployment whose task definition
+  images, subnets, security groups or target groups mention one cannot start its tasks,
+  as an image whose tag moved to a crashing build, or a network tasks cannot leave. An
+  image tagged `:crashloop` is always broken.
+"""
+import collections
+import copy
+import os
+import threading
+import time
+
+from moto.core.responses import ActionResult
+from moto.core.utils import camelcase_to_underscores, utcnow
+from moto.ecs import models, responses
+from moto.ecs.exceptions import ECSException, InvalidParameterException, ServiceNotFoundException
+from moto.moto_api._internal import mock_random
+
+LOCK = threading.RLock()
+
+# Services CreateService really created (not idempotent repeats), by "cluster/service":
+# tests check that faults never make the operator create a service twice.
+CREATED = collections.Counter()
+
+
+# ------------------------------------------------------------------ test controls
+class Timing:
+    """How long ECS takes, in seconds. Real ECS takes minutes; the defaults are short so
+    that tests stay quick, but never zero, so that nothing is finished on the call that
+    started it."""
+
+    def __init__(self, rollout=None, draining=None, recreate_blocked=None):
+        env = os.environ.get
+        # A deployment's tasks start and pass their health checks.
+        self.rollout = rollout if rollout is not None else float(env("STRICT_ECS_ROLLOUT_SECONDS", "2"))
+        # A deleted service stays DRAINING (the load balancer's deregistration delay).
+        self.draining = draining if draining is not None else float(env("STRICT_ECS_DRAINING_SECONDS", "2"))
+        # After INACTIVE, a same-name CreateService is still "not idempotent" for a while.
+        self.recreate_blocked = (recreate_blocked if recreate_blocked is not None
+                                 else float(env("STRICT_ECS_RECREATE_BLOCKED_SECONDS", "2")))
+
+
+TIMING_PER_CLUSTER: dict = {}
+INJECTED: list = []
+BROKEN: set = {":crashloop"}
+
+
+def set_timing(body):
+    """`{"cluster": name, "rolloutSeconds": s, "drainingSeconds": s, "recreateBlockedSeconds": s}`"""
+    with LOCK:
+        TIMING_PER_CLUSTER[body["cluster"]] = Timing(
+            body.get("rolloutSeconds"), body.get("drainingSeconds"), body.get("recreateBlockedSeconds"))
+
+
+def inject(body):
+    """`{"operation": "CreateService", "cluster": name, "code": ..., "message": ..., "times": n}`:
+    the next n calls of the operation naming that cluster fail so."""
+    with LOCK:
+        INJECTED.append(dict(body, times=int(body.get("times", 1))))
+
+
+def declare_broken(body):
+    """`{"value": "..."}`: deployments mentioning it from now on cannot start their tasks."""
+    with LOCK:
+        BROKEN.add(body["value"])
+
+
+def injected_error(operation, request):
+    """The (code, message) an injected fault answers this call with, if any."""
+    cluster = str(request.get("cluster", "default")).split("/")[-1]
+    with LOCK:
+        for fault in INJECTED:
+            if fault["operation"] == operation and fault.get("cluster") in (None, cluster) and fault["times"] > 0:
+                fault["times"] -= 1
+                return fault["code"], fault["message"]
+    return None
+
+
+def timing_of(cluster_name):
+    return TIMING_PER_CLUSTER.get(cluster_name) or Timing()
+
+
+# ------------------------------------------------------------------ REJECTS
+class ServiceNotActiveException(ECSException):
+    def __init__(self):
+        super().__init__("ServiceNotActiveException", "Service was not ACTIVE.")
+
+
+class ClusterContainsServicesException(ECSException):
+    def __init__(self):
+        super().__init__("ClusterContainsServicesException",
+                         "The Cluster cannot be deleted while Services are active.")
+
+
+def reject_creation_over_a_live_name(existing, now):
+    """DeleteService: "If you attempt to create a new service with the same name as an
+    existing service in either ACTIVE or DRAINING status, you receive an error", and for a
+    while after INACTIVE ECS still answers it (terraform-provider-aws#2283)."""
+    if existing is None:
+        return
+    inactive_for = now - existing.strict.get("inactive_at", now) if existing.status == "INACTIVE" else None
+    if existing.status in ("ACTIVE", "DRAINING") or (
+            inactive_for is not None and inactive_for < timing_of(existing.cluster_name).recreate_blocked):
+        raise InvalidParameterException("Creation of service was not idempotent.")
+
+
+def reject_replica_without_desired_count(request):
+    """CreateService.desiredCount: "This is required if schedulingStrategy is REPLICA or
+    isn't specified." (botocore)"""
+    if request.get("schedulingStrategy", "REPLICA") == "REPLICA" and request.get("desiredCount") is None:
+        raise InvalidParameterException("The desired count must be specified for a service with the REPLICA scheduling strategy.")
+
+
+def reject_external_with_task_definition(request):
+    """CreateService under the EXTERNAL deployment controller: task definitions belong to
+    its task sets (CreateTaskSet); ECS answers "TaskDefinition must be blank."
+    (aws/aws-cdk#6245, terraform-aws-modules/terraform-aws-ecs#278)."""
+    if controller_of(request) == "EXTERNAL" and request.get("taskDefinition"):
+        raise InvalidParameterException("TaskDefinition must be blank.")
+
+
+def reject_update_of_inactive(service):
+    """UpdateService on a service that is DRAINING or INACTIVE: ServiceNotActiveException
+    ("The specified service isn't active", API reference, UpdateService errors)."""
+    if service.status != "ACTIVE":
+        raise ServiceNotActiveException()
+
+
+# UpdateService doc: "For services using the blue/green (CODE_DEPLOY) deployment controller,
+# only the desired count, deployment configuration, health check grace period, task
+# placement constraints and strategies, enable ECS managed tags option, and propagate tags
+# can be updated using this API." and "For services using an external deployment
+# controller, you can update only the desired count, task placement constraints and
+# strategies, health check grace period, enable ECS managed tags option, and propagate
+# tags option".
+_ALWAYS_ALLOWED = {"cluster", "service", "desiredCount", "placementConstraints", "placementStrategy",
+                   "healthCheckGracePeriodSeconds", "enableECSManagedTags", "propagateTags"}
+UPDATABLE_BY_CONTROLLER = {
+    "CODE_DEPLOY": _ALWAYS_ALLOWED | {"deploymentConfiguration"},
+    "EXTERNAL": _ALWAYS_ALLOWED,
+}
+
+
+def reject_update_a_deployment_controller_owns(service, request):
+    """Under CODE_DEPLOY or EXTERNAL, UpdateService takes only the members above; for the
+    rest ECS answers e.g. "Unable to update task definition on services with a CODE_DEPLOY
+    deployment controller. Use AWS CodeDeploy to trigger a new deployment." """
+    kind = service.deployment_controller.get("type", "ECS")
+    allowed = UPDATABLE_BY_CONTROLLER.get(kind)
+    if allowed is None:
+        return
+    refused = sorted(k for k, v in request.items() if v is not None and k not in allowed and k != "forceNewDeployment")
+    if request.get("forceNewDeployment"):
+        refused.append("forceNewDeployment")
+    if refused:
+        what = {"taskDefinition": "task definition", "networkConfiguration": "network parameters",
+                "loadBalancers": "load balancers", "platformVersion": "platform version"}.get(refused[0], refused[0])
+        remedy = ("Use AWS CodeDeploy to trigger a new deployment." if kind == "CODE_DEPLOY"
+                  else "Use a task set (CreateTaskSet) instead.")
+        raise InvalidParameterException(
+            f"Unable to update {what} on services with a {kind} deployment controller. {remedy}")
+
+
+FORCE_FOR_CAPACITY_PROVIDERS = (
+    "When switching from launch type to capacity provider strategy on an existing service, or making a change "
+    "to a capacity provider strategy on a service that is already using one, you must force a new deployment.")
+
+
+def reject_capacity_provider_change_without_force(service, request):
+    """UpdateService: a change of capacityProviderStrategy on a service that uses one, or a
+    switch from launchType to a strategy, needs forceNewDeployment in the same call
+    (pipe-cd/pipecd#6385, aws/aws-cdk#36563: ECS's own message below)."""
+    if "capacityProviderStrategy" not in request or request.get("forceNewDeployment"):
+        return
+    if strategy_key(request["capacityProviderStrategy"]) != strategy_key(service.capacity_provider_strategy):
+        raise InvalidParameterException(FORCE_FOR_CAPACITY_PROVIDERS)
+
+
+def refuse_delete_cluster_with_services(backend, cluster_str):
+    """DeleteCluster: "You must delete all services that are running in the cluster before
+    you can delete the cluster": ClusterContainsServicesException while any service is ACTIVE
+    or still DRAINING its tasks."""
+    cluster = backend._get_cluster(cluster_str)
+    for service in backend.services.values():
+        if service.cluster_name == cluster.name:
+            advance(service)
+            if service.status in ("ACTIVE", "DRAINING"):
+                raise ClusterContainsServicesException()
+
+
+# ------------------------------------------------------------------ REWRITES
+# Lists ECS treats as sets (it promises no order when it reports them); the endpoint
+# reports them reversed so that code depending on their order fails every time, not once
+# in a while.
+UNORDERED = ("loadBalancers", "serviceRegistries", "placementConstraints", "capacityProviderStrategy")
+
+
+def stored_as_ecs_reports_it(member, value):
+    """What DescribeServices reports for a CreateService/UpdateService member:
+    - placement strategy `field`: `host` is reported as `instanceId`, `memory`/`cpu` as
+      `MEMORY`/`CPU` (Terraform's flattenPlacementStrategy compensates for the same);
+    - capacity provider strategy items carry `base` and `weight`, 0 when not given (the
+      API reference's defaults for CapacityProviderStrategyItem);
+    - awsvpcConfiguration.assignPublicIp is DISABLED when not given (its documented
+      default);
+    - set-like lists (subnets, security groups, load balancers, registries, placement
+      constraints, capacity provider strategy) in no promised order (here: reversed)."""
+    value = copy.deepcopy(value)
+    if member == "placementStrategy":
+        aliases = {"host": "instanceId", "instanceid": "instanceId", "memory": "MEMORY", "cpu": "CPU"}
+        for item in value or []:
+            if "field" in item:
+                item["field"] = aliases.get(item["field"].lower(), item["field"])
+    if member == "capacityProviderStrategy":
+        value = [{"capacityProvider": i["capacityProvider"], "weight": i.get("weight", 0), "base": i.get("base", 0)}
+                 for i in value or []]
+    if member == "networkConfiguration" and value and "awsvpcConfiguration" in value:
+        vpc = value["awsvpcConfiguration"]
+        vpc.setdefault("assignPublicIp", "DISABLED")
+        for key in ("subnets", "securityGroups"):
+            if key in vpc:
+                vpc[key] = list(reversed(vpc[key]))
+    if member in UNORDERED and isinstance(value, list):
+        value = list(reversed(value))
+    return value
+
+
+def keep_launch_type_or_strategy(service, request, cluster):
+    """A service runs on a launch type or on a capacity provider strategy, never both:
+    DescribeServices omits launchType for a service created with a strategy and the
+    strategy for one created with a launch type. With neither, ECS uses the cluster's
+    default capacity provider strategy if it has one, else the EC2 launch type (CreateService
+    doc, capacityProviderStrategy and launchType)."""
+    strategy = request.get("capacityProviderStrategy")
+    if strategy:
+        service.launch_type = None
+        service.capacity_provider_strategy = stored_as_ecs_reports_it("capacityProviderStrategy", strategy)
+    elif not request.get("launchType") and getattr(cluster, "default_capacity_provider_strategy", None):
+        service.launch_type = None
+        service.capacity_provider_strategy = stored_as_ecs_reports_it(
+            "capacityProviderStrategy", cluster.default_capacity_provider_strategy)
+    else:
+        service.capacity_provider_strategy = None
+
+
+def back_to_a_launch_type(service):
+    """UpdateService.capacityProviderStrategy: "Update the Auto Scaling group or Fargate
+    capacity provider back to the launch type. Pass an empty list" (botocore): FARGATE for
+    Fargate providers, EC2 for Auto Scaling group ones."""
+    providers = {i["capacityProvider"] for i in service.capacity_provider_strategy or []}
+    service.launch_type = "FARGATE" if providers and providers <= {"FARGATE", "FARGATE_SPOT"} else "EC2"
+    service.capacity_provider_strategy = None
+
+
+def strategy_key(strategy):
+    return sorted((i["capacityProvider"], i.get("weight", 0), i.get("base", 0)) for i in strategy or [])
+
+
+def controller_of(request):
+    return (request.get("deploymentController") or {}).get("type", "ECS")
+
+
+# ------------------------------------------------------------------ TAKES TIME
+# What a deployment runs: the service revision a circuit-breaker rollback returns to ("the
+# last service revision that completed successfully": task definition, network, load
+# balancers, Service Connect, volumes; API reference, DeploymentCircuitBreaker).
+REVISION = ("taskDefinition", "launchType", "capacityProviderStrategy", "platformVersion",
+            "networkConfiguration", "loadBalancers", "serviceRegistries",
+            "serviceConnectConfiguration", "volumeConfigurations", "vpcLatticeConfigurations")
+# Reported on the deployment rather than on the service (the Service shape has no member).
+DEPLOYMENT_ONLY = ("serviceConnectConfiguration", "volumeConfigurations", "vpcLatticeConfigurations")
+# UpdateService members that "trigger a new service deployment" (botocore, per member).
+STARTS_A_DEPLOYMENT = ("taskDefinition", "networkConfiguration", "platformVersion", "loadBalancers",
+                       "serviceRegistries", "serviceConnectConfiguration", "volumeConfigurations",
+                       "vpcLatticeConfigurations")
+
+
+def attribute(member):
+    return "role_arn" if member == "role" else camelcase_to_underscores(member)
+
+
+def revision_of(service):
+    return {m: copy.deepcopy(getattr(service, attribute(m), None)) for m in REVISION}
+
+
+def restore_revision(service, revision):
+    for member, value in revision.items():
+        setattr(service, attribute(member), copy.deepcopy(value))
+
+
+def cannot_start(backend, revision):
+    """True when the deployment's tasks fail: an image, subnet, security group or target
+    group that the test declared broken."""
+    mentioned = []
+    if revision.get("taskDefinition"):
+        definition = backend.describe_task_definition(revision["taskDefinition"])
+        mentioned += [c.get("image", "") for c in definition.container_definitions]
+    vpc = (revision.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    mentioned += vpc.get("subnets", []) + vpc.get("securityGroups", [])
+    mentioned += [lb.get("targetGroupArn", "") for lb in revision.get("loadBalancers") or []]
+    return any(broken in value for value in mentioned for broken in BROKEN)
+
+
+def start_deployment(backend, service, reason=None):
+    """A new PRIMARY deployment of the service's current revision, IN_PROGRESS; earlier
+    deployments stay ACTIVE, running their tasks, until it completes."""
+    now, clock = utcnow(), time.monotonic()
+    revision = revision_of(service)
+    deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
+    deployment = {
+        "id": deployment_id, "status": "PRIMARY", "taskDefinition": service.task_definition,
+        "desiredCount": service.desired_count, "pendingCount": service.desired_count, "runningCount": 0,
+        "failedTasks": 0, "createdAt": now, "updatedAt": now,
+        "launchType": service.launch_type, "capacityProviderStrategy": service.capacity_provider_strategy,
+        "platformVersion": service.platform_version,
+        "networkConfiguration": service.network_configuration or None,
+        "rolloutState": "IN_PROGRESS",
+        "rolloutStateReason": reason or f"ECS deployment {deployment_id} in progress.",
+        "_revision": revision, "_started": clock, "_fails": cannot_start(backend, revision),
+    }
+    for member in DEPLOYMENT_ONLY:
+        deployment[member] = revision[member]
+    for old in service.deployments:
+        old["status"] = "ACTIVE"
+    service.deployments = [deployment] + service.deployments
+    refresh_counts(service)
+    return deployment
+
+
+def circuit_breaker(service):
+    config = ((getattr(service, "deployment_configuration", None) or {})
+              .get("deploymentCircuitBreaker") or {})
+    return bool(config.get("enable")), bool(config.get("rollback"))
+
+
+def advance(service):
+    """Moves the service on to where ECS would have it by now."""
+    clock = time.monotonic()
+    timing = timing_of(service.cluster_name)
+    strict = service.strict
+    if service.status == "DRAINING" and clock - strict["draining_at"] >= timing.draining:
+        service.status = "INACTIVE"
+        strict["inactive_at"] = strict["draining_at"] + timing.draining
+    if service.status != "ACTIVE":
+        return
+    if service.deployment_controller.get("type", "ECS") == "ECS":
+        advance_deployments(service, clock, timing)
+    else:
+        advance_task_sets(service, clock, timing)
+    if strict.get("scaled_at") is not None and clock - strict["scaled_at"] >= timing.rollout:
+        strict["scaled_at"] = None
+    refresh_counts(service)
+
+
+def advance_deployments(service, clock, timing):
+    """A deployment completes once its tasks have run for the rollout time; then older
+    deployments are drained away. A deployment whose tasks cannot start fails through the
+    deployment circuit breaker when it is on ("ECS deployment circuit breaker: tasks failed
+    to start."), and with rollback ECS starts a deployment of the last revision that
+    completed; with the breaker off ECS keeps trying (IN_PROGRESS, failedTasks growing)."""
+    while service.deployments:
+        primary = service.deployments[0]
+        if primary["rolloutState"] != "IN_PROGRESS" or clock - primary["_started"] < timing.rollout:
+            return
+        if not primary["_fails"]:
+            primary.update(rolloutState="COMPLETED", updatedAt=utcnow(),
+                           rolloutStateReason=f"ECS deployment {primary['id']} completed.")
+            service.deployments = [primary]
+            service.strict["last_good"] = primary["_revision"]
+            return
+        enabled, rollback = circuit_breaker(service)
+        primary["failedTasks"] = max(primary["failedTasks"], 1) + primary["desiredCount"]
+        if not enabled:
+            return
+        primary.update(rolloutState="FAILED", updatedAt=utcnow(),
+                       rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
+        last_good = service.strict.get("last_good")
+        if not rollback or last_good is None:
+            return
+        good = next((d["id"] for d in service.deployments if d["_revision"] == last_good), "the last one completed")
+        restore_revision(service, last_good)
+        rolled = start_deployment(service._backend, service,
+                                  reason=f"ECS deployment circuit breaker: rolling back to deploymentId {good}.")
+        rolled["_started"] = primary["_started"] + timing.rollout
+        service.deployments = [rolled, primary]
+
+
+def advance_task_sets(service, clock, timing):
+    """Under CODE_DEPLOY, CreateService makes the first task set (PRIMARY), STABILIZING
+    until its tasks run, then STEADY_STATE (TaskSet.stabilityStatus)."""
+    for task_set in service.task_sets:
+        if task_set.stabilityStatus == "STABILIZING" and clock - task_set.strict_started >= timing.rollout:
+            task_set.stabilityStatus = "STEADY_STATE"
+            task_set.stabilityStatusAt = utcnow()
+            task_set.running_count = task_set.computed_desired_count
+            task_set.pending_count = 0
+
+
+def refresh_counts(service):
+    """Task counts follow the deployments: a deployment runs its tasks once it has
+    completed (until it is drained away), none while its tasks start or after it failed;
+    a resize of the PRIMARY deployment takes the rollout time too."""
+    scaling = service.strict.get("scaled_at") is not None
+    for deployment in service.deployments:
+        if deployment["status"] == "PRIMARY":
+            deployment["desiredCount"] = service.desired_count
+        if deployment["rolloutState"] != "COMPLETED":
+            running = 0
+        elif deployment["status"] == "PRIMARY" and scaling:
+            running = service.strict["running_before"]
+        else:
+            running = deployment["desiredCount"]
+        deployment["runningCount"] = running
+        failed = deployment["rolloutState"] == "FAILED"
+        deployment["pendingCount"] = 0 if failed else max(deployment["desiredCount"] - running, 0)
+    if service.deployment_controller.get("type", "ECS") == "ECS":
+        service.running_count = sum(d["runningCount"] for d in service.deployments)
+        service.pending_count = sum(d["pendingCount"] for d in service.deployments)
+    else:
+        service.running_count = sum(getattr(t, "running_count", 0) for t in service.task_sets)
+        service.pending_count = sum(getattr(t, "pending_count", 0) for t in service.task_sets)
+
+
+def first_task_set(backend, service, request):
+    """CODE_DEPLOY: ECS creates the service's first task set itself, PRIMARY, from the
+    service's task definition, network and load balancers."""
+    task_set = models.TaskSet(
+        service.arn, service.cluster_arn, service.task_definition, backend.account_id, backend.region_name,
+        network_configuration=service.network_configuration or None, load_balancers=service.load_balancers,
+        launch_type=service.launch_type, capacity_provider_strategy=service.capacity_provider_strategy,
+        platform_version=service.platform_version)
+    task_set.status = "PRIMARY"
+    task_set.stabilityStatus = "STABILIZING"
+    task_set.computed_desired_count = service.desired_count
+    task_set.running_count = 0
+    task_set.pending_count = service.desired_count
+    task_set.service_arn = service.arn
+    task_set.cluster_arn = service.cluster_arn
+    task_set.strict_started = time.monotonic()
+    service.task_sets = [task_set]
+
+
+# ------------------------------------------------------------------ handlers
+# CreateService members moto's backend takes as arguments; the rest are kept as attributes.
+_MODELLED_BY_MOTO = {
+    "cluster", "serviceName", "taskDefinition", "desiredCount", "loadBalancers", "schedulingStrategy",
+    "serviceRegistries", "tags", "deploymentController", "launchType", "platformVersion", "propagateTags",
+    "networkConfiguration", "role", "clientToken",
+}
+
+
+def for_moto_validation(network):
+    """moto checks that awsvpc subnets and security groups exist, but fails when there are no
+    security groups; ECS takes the VPC's default group then (awsvpcConfiguration doc)."""
+    if not network or "awsvpcConfiguration" not in network:
+        return network
+    network = copy.deepcopy(network)
+    network["awsvpcConfiguration"].setdefault("securityGroups", [])
+    return network
+
+
+def find_service(backend, cluster, name):
+    return backend.services.get(f"{cluster.name}:{name.split('/')[-1]}")
+
+
+def create_service(self):
+    request = self._get_params()
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(request.get("cluster", "default"))
+        name = request["serviceName"]
+        existing = find_service(backend, cluster, name)
+        if existing is not None:
+            advance(existing)
+            token = request.get("clientToken")
+            # CreateService.clientToken: "An identifier that you provide to ensure the
+            # idempotency of the request": a repeat answers with the service it created.
+            if token and existing.strict.get("client_token") == token and existing.status == "ACTIVE":
+                return ActionResult({"service": existing})
+        reject_creation_over_a_live_name(existing, time.monotonic())
+        reject_external_with_task_definition(request)
+        reject_replica_without_desired_count(request)
+        service = backend.create_service(
+            cluster.name, name, request.get("desiredCount"), request.get("taskDefinition"),
+            stored_as_ecs_reports_it("loadBalancers", request.get("loadBalancers")),
+            request.get("schedulingStrategy"), request.get("tags"), request.get("deploymentController"),
+            request.get("launchType"),
+            service_registries=stored_as_ecs_reports_it("serviceRegistries", request.get("serviceRegistries")),
+            platform_version=request.get("platformVersion"),
+            propagate_tags=request.get("propagateTags") or "NONE",
+            network_configuration=for_moto_validation(request.get("networkConfiguration")),
+            role_arn=request.get("role"))
+        service.strict = {"client_token": request.get("clientToken")}
+        service.network_configuration = stored_as_ecs_reports_it(
+            "networkConfiguration", request.get("networkConfiguration")) or None
+        for member, value in request.items():
+            if member not in _MODELLED_BY_MOTO and value is not None:
+                setattr(service, attribute(member), stored_as_ecs_reports_it(member, value))
+        keep_launch_type_or_strategy(service, request, cluster)
+        service.deployments = []
+        if controller_of(request) == "ECS":
+            start_deployment(backend, service)
+        elif controller_of(request) == "CODE_DEPLOY":
+            first_task_set(backend, service, request)
+        refresh_counts(service)
+        CREATED[f"{cluster.name}/{name}"] += 1
+        return ActionResult({"service": service})
+
+
+def update_service(self):
+    request = self._get_params()
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(request.get("cluster", "default"))
+        service = find_service(backend, cluster, request["service"])
+        if service is None:
+            raise ServiceNotFoundException()
+        advance(service)
+        reject_update_of_inactive(service)
+        reject_update_a_deployment_controller_owns(service, request)
+        reject_capacity_provider_change_without_force(service, request)
+        before = revision_of(service)
+        if request.get("taskDefinition"):
+            request["taskDefinition"] = backend.describe_task_definition(request["taskDefinition"]).arn
+        for member, value in request.items():
+            if member in ("cluster", "service", "forceNewDeployment", "desiredCount", "capacityProviderStrategy") or value is None:
+                continue
+            setattr(service, attribute(member), stored_as_ecs_reports_it(member, value))
+        if "capacityProviderStrategy" in request:
+            if request["capacityProviderStrategy"]:
+                service.launch_type = None
+                service.capacity_provider_strategy = stored_as_ecs_reports_it(
+                    "capacityProviderStrategy", request["capacityProviderStrategy"])
+            elif service.capacity_provider_strategy:
+                back_to_a_launch_type(service)
+        if request.get("desiredCount") is not None and request["desiredCount"] != service.desired_count:
+            service.strict["running_before"] = service.running_count
+            service.desired_count = request["desiredCount"]
+            service.strict["scaled_at"] = time.monotonic()
+            # A task set being resized is STABILIZING until it runs its new count.
+            for task_set in service.task_sets:
+                task_set.computed_desired_count = service.desired_count
+                task_set.stabilityStatus = "STABILIZING"
+                task_set.strict_started = time.monotonic()
+        after = revision_of(service)
+        redeploys = any(before[m] != after[m] for m in STARTS_A_DEPLOYMENT)
+        if service.deployment_controller.get("type", "ECS") == "ECS" and (redeploys or request.get("forceNewDeployment")):
+            start_deployment(backend, service)
+        refresh_counts(service)
+        return ActionResult({"service": service})
+
+
+def delete_service(self):
+    request = self._get_params()
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(request.get("cluster", "default"))
+        service = find_service(backend, cluster, request["service"])
+        if service is None:
+            raise ServiceNotFoundException()
+        advance(service)
+        if service.status != "ACTIVE":
+            raise ServiceNotActiveException()
+        # DeleteService: a REPLICA service must be scaled to 0 first unless force is set.
+        if service.desired_count > 0 and not request.get("force") and service.scheduling_strategy == "REPLICA":
+            raise InvalidParameterException("The service cannot be stopped while it is scaled above 0.")
+        # "the service status moves from ACTIVE to DRAINING ... After all tasks have
+        # transitioned to either STOPPING or STOPPED status, the service status moves from
+        # DRAINING to INACTIVE" (DeleteService).
+        service.status = "DRAINING"
+        service.desired_count = 0
+        service.strict["draining_at"] = time.monotonic()
+        return ActionResult({"service": service})
+
+
+def describe_services(self):
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        for name in self._get_param("services", []):
+            service = find_service(backend, cluster, name)
+            if service is not None:
+                advance(service)
+        return ORIGINAL["describe_services"](self)
+
+
+def list_services(self):
+    """ListServices: a DRAINING service "is no longer visible ... in the ListServices API
+    operation" (DeleteService), and neither is an INACTIVE one."""
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        arns = []
+        for service in backend.services.values():
+            if service.cluster_name == cluster.name:
+                advance(service)
+                if service.status == "ACTIVE":
+                    arns.append(service.arn)
+        return ActionResult({"serviceArns": sorted(arns)})
+
+
+ORIGINAL = {}
+
+
+def apply():
+    """Replaces moto's service handlers with the strict ones; called once at start."""
+    handlers = responses.EC2ContainerServiceResponse
+    ORIGINAL["describe_services"] = handlers.describe_services
+    handlers.create_service = create_service
+    handlers.update_service = update_service
+    handlers.delete_service = delete_service
+    handlers.describe_services = describe_services
+    handlers.list_services = list_services
+    # NB: moto's own Service objects made elsewhere (CloudFormation) get the same state.
+    models.Service.strict = property(lambda self: self.__dict__.setdefault("_strict", {}),
+                                     lambda self, value: self.__dict__.__setitem__("_strict", value))
+
+    original_delete_cluster = models.EC2ContainerServiceBackend.delete_cluster
+
+    def delete_cluster(backend, cluster_str):
+        with LOCK:
+            refuse_delete_cluster_with_services(backend, cluster_str)
+            return original_delete_cluster(backend, cluster_str)
+
+    models.EC2ContainerServiceBackend.delete_cluster = delete_cluster
