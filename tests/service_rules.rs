@@ -304,6 +304,9 @@ async fn a_forced_redeploy_of_a_broken_image_is_stalled_not_ready() {
     let client = admin_client().await;
     let ns = namespace(&client, "svc-redeployfail").await;
     let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    // ECS fails the deployment and finishes rolling back within a second: by the time the
+    // operator looks again, the failed deployment is gone and ECS runs what the spec says.
+    set_timing(&format!("{ns}-main"), 0.5, 2.0, 2.0);
     let _operator = Operator::start(&ns);
     let (subnets, _) = vpc(1, 0);
     let image = format!("registry.example/{ns}:latest");
@@ -477,5 +480,17 @@ async fn transient_ecs_answers_and_access_denied_while_iam_propagates_are_retrie
     .await;
     assert!(!retrying.contains_key("Stalled"), "{retrying:?}");
     ready(&services, "api", 60).await;
+
+    // An UpdateService that meets the service DRAINING is looked at again, not Stalled.
+    inject_error(
+        "UpdateService",
+        &cluster_name,
+        "ServiceNotActiveException",
+        "Service was not ACTIVE.",
+        1,
+    );
+    apply(&client, &ns, &service("api", json!({"desiredCount": 2}))).await;
+    ready(&services, "api", 60).await;
+    assert_eq!(ecs_requests(&ns, "UpdateService").len(), 2, "tried again");
     delete_namespace(&client, &ns).await;
 }

@@ -386,7 +386,7 @@ def advance_deployments(service, clock, timing):
             primary.update(rolloutState="COMPLETED", updatedAt=utcnow(),
                            rolloutStateReason=f"ECS deployment {primary['id']} completed.")
             service.deployments = [primary]
-            service.strict["last_good"] = primary["_revision"]
+            service.strict["last_good"] = (primary["id"], primary["_revision"])
             return
         enabled, rollback = circuit_breaker(service)
         primary["failedTasks"] = max(primary["failedTasks"], 1) + primary["desiredCount"]
@@ -394,14 +394,16 @@ def advance_deployments(service, clock, timing):
             return
         primary.update(rolloutState="FAILED", updatedAt=utcnow(),
                        rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
-        last_good = service.strict.get("last_good")
-        if not rollback or last_good is None:
+        if not rollback or "last_good" not in service.strict:
             return
-        good = next((d["id"] for d in service.deployments if d["_revision"] == last_good), "the last one completed")
-        restore_revision(service, last_good)
+        good_id, good_revision = service.strict["last_good"]
+        restore_revision(service, good_revision)
         rolled = start_deployment(service._backend, service,
-                                  reason=f"ECS deployment circuit breaker: rolling back to deploymentId {good}.")
+                                  reason=f"ECS deployment circuit breaker: rolling back to deploymentId {good_id}.")
         rolled["_started"] = primary["_started"] + timing.rollout
+        # ECS resolves image tags to digests per deployment ("software version consistency"):
+        # the rollback runs the digests that worked, even if a tag has moved since.
+        rolled["_fails"] = False
         service.deployments = [rolled, primary]
 
 
