@@ -103,6 +103,7 @@ fn task_definition_fixtures() -> Vec<(String, Value)> {
     let mut fixtures: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .expect("fixtures")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| {
             let json = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("JSON");
             (p.file_stem().expect("stem").to_string_lossy().into_owned(), json)
@@ -120,7 +121,7 @@ fn ecs_task_definition_json_converts_to_the_spec_type_and_back_unchanged() {
         let spec: EcsTaskDefinitionSpec =
             serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut back = serde_json::to_value(&spec).expect("serialize");
-        for defaulted in ["deletionPolicy", "adopt", "revisionHistoryLimit"] {
+        for defaulted in ["deletionPolicy", "adopt", "revisionHistoryLimit", "retiredRevisions"] {
             back.as_object_mut().expect("object").remove(defaulted);
         }
         assert_eq!(back, json, "{name}");
@@ -149,6 +150,7 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
             ("deletionPolicy", json!("Delete")),
             ("adopt", json!(false)),
             ("revisionHistoryLimit", json!(3)),
+            ("retiredRevisions", json!("Deregister")),
         ] {
             assert_eq!(
                 fields.remove(defaulted),
@@ -158,6 +160,35 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
         }
         assert_eq!(spec, json, "{name}: the apiserver changed or pruned a field");
     }
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_free_form_member_is_stored_as_written() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "free-form").await;
+    let hook_details = json!({"stage": "canary", "checks": [{"url": "/health", "expect": 200}], "strict": true});
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "ecs.operator.dev/v1alpha1",
+        "kind": "EcsService",
+        "metadata": {"name": "web"},
+        "spec": {
+            "taskDefinition": "web:1",
+            "deploymentConfiguration": {"lifecycleHooks": [{
+                "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check",
+                "roleArn": "arn:aws:iam::123456789012:role/hooks",
+                "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+                "hookDetails": hook_details,
+            }]},
+        },
+    }))
+    .expect("object");
+    apply(&client, &ns, &obj, false).await.expect("admitted");
+    let stored = common::api_for(&client, &ns, &obj).get("web").await.expect("read back");
+    assert_eq!(
+        stored.data["spec"]["deploymentConfiguration"]["lifecycleHooks"][0]["hookDetails"], hook_details,
+        "the apiserver pruned a document member"
+    );
     delete_namespace(&client, &ns).await;
 }
 

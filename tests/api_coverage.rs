@@ -23,7 +23,13 @@ const KUBERNETES_ONLY: &[(&str, &[&str])] = &[
     ("EcsCluster", &["region", "deletionPolicy", "adopt"]),
     (
         "EcsTaskDefinition",
-        &["region", "deletionPolicy", "adopt", "revisionHistoryLimit"],
+        &[
+            "region",
+            "deletionPolicy",
+            "adopt",
+            "revisionHistoryLimit",
+            "retiredRevisions",
+        ],
     ),
     (
         "EcsService",
@@ -140,6 +146,11 @@ fn compare(
             mismatches.push(format!("missing: {path}.{field} ({sdk_type})"));
             continue;
         };
+        // NB: a botocore "document" member is free-form JSON; a schema that does not keep
+        // unknown fields lets the apiserver prune what the user wrote.
+        if ty.contains("Document") && prop["x-kubernetes-preserve-unknown-fields"] != true {
+            mismatches.push(format!("document member loses data: {path}.{prop_name} ({sdk_type})"));
+        }
         if let Some(nested) = referenced_type(ty).filter(|t| structs.contains_key(t)) {
             compare(
                 structs,
@@ -226,4 +237,43 @@ fn every_nested_property_has_a_description() {
         "fields without a description:\n{}",
         undocumented.join("\n")
     );
+}
+
+#[test]
+fn a_document_member_reaches_the_sdk_whole() {
+    use aws_sdk_ecs::operation::create_service::CreateServiceInput;
+    use aws_smithy_types::Document;
+    let hook_details =
+        serde_json::json!({"stage": "canary", "checks": [{"url": "/health", "expect": 200}], "strict": true});
+    let spec: ecs_operator::api::EcsServiceSpec = serde_json::from_value(serde_json::json!({
+        "serviceName": "web",
+        "taskDefinition": "web:1",
+        "deploymentConfiguration": {"lifecycleHooks": [{
+            "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check",
+            "roleArn": "arn:aws:iam::123456789012:role/hooks",
+            "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+            "hookDetails": hook_details,
+        }]},
+    }))
+    .expect("spec");
+    let sdk = ecs_operator::ecs::wire::to_sdk(&spec.service, CreateServiceInput::deserialize).expect("to the SDK");
+    let hook = &sdk
+        .deployment_configuration
+        .as_ref()
+        .and_then(|d| d.lifecycle_hooks.as_deref())
+        .expect("hooks")[0];
+    let object =
+        |pairs: Vec<(&str, Document)>| Document::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let expected = object(vec![
+        ("stage", Document::String("canary".into())),
+        (
+            "checks",
+            Document::Array(vec![object(vec![
+                ("url", Document::String("/health".into())),
+                ("expect", Document::Number(aws_smithy_types::Number::PosInt(200))),
+            ])]),
+        ),
+        ("strict", Document::Bool(true)),
+    ]);
+    assert_eq!(hook.hook_details.as_ref(), Some(&expected));
 }

@@ -6,10 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes,
-    event, gone, more_calls, namespace, ready, wait_for,
+    Operator, admin_client, apply_json, calls_of, condition, declare_broken, delete_namespace, ecs_calls, ecs_client,
+    ecs_writes, event, gone, more_calls, namespace, ready, set_timing, wait_for,
 };
-use ecs_operator::api::{EcsCluster, EcsTaskDefinition};
+use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -327,4 +327,155 @@ async fn deleting_the_namespace_leaves_nothing_active_in_ecs() {
             listed.task_definition_arns()
         );
     }
+}
+
+/// The Cloud Map namespace ARN ECS reports as the cluster's Service Connect default.
+async fn ecs_namespace(name: &str) -> Option<String> {
+    let out = ecs_client()
+        .describe_clusters()
+        .clusters(name)
+        .send()
+        .await
+        .expect("describe clusters");
+    let cluster = out.clusters().first().expect("cluster");
+    cluster
+        .service_connect_defaults()
+        .and_then(|d| d.namespace())
+        .map(str::to_owned)
+}
+
+/// Waits for a condition of the current generation with this type, status and reason;
+/// returns its message.
+async fn condition_now(api: &Api<EcsCluster>, name: &str, type_: &str, status: &str, reason: &str) -> String {
+    wait_for(&format!("{name} {type_}={status} {reason}"), 60, || async {
+        let obj = api.get(name).await.ok()?;
+        let conditions = obj.status?.common;
+        let current = conditions.observed_generation == obj.metadata.generation;
+        let (s, r, m) = condition(&conditions.conditions, type_)?;
+        (current && s == status && r == reason).then_some(m)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_service_connect_namespace_given_by_name_is_renamed_and_removed() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-namespace").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    let by_name = |namespace: &str| {
+        cluster(
+            "main",
+            &name,
+            json!({"serviceConnectDefaults": {"namespace": namespace}}),
+        )
+    };
+
+    apply_json(&api, &by_name("shop")).await;
+    let obj = ready(&api, "main", 60).await;
+    let first = ecs_namespace(&name).await.expect("a namespace");
+    assert!(
+        first.starts_with("arn:aws:servicediscovery:"),
+        "ECS reports an ARN: {first}"
+    );
+    let record = obj.status.expect("status").service_connect_namespace.expect("recorded");
+    assert_eq!((record.name.as_str(), record.arn.as_str()), ("shop", first.as_str()));
+    more_calls(&ns, "DescribeClusters", 3).await;
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "UpdateCluster"),
+        0,
+        "a name and its ARN are in sync"
+    );
+
+    apply_json(&api, &by_name("shop-v2")).await;
+    ready(&api, "main", 60).await;
+    let renamed = ecs_namespace(&name).await.expect("a namespace");
+    assert_ne!(renamed, first, "the renamed namespace is applied");
+    assert_eq!(calls_of(&ecs_calls(&ns), "UpdateCluster"), 1);
+
+    apply_json(&api, &by_name("")).await;
+    ready(&api, "main", 60).await;
+    assert_eq!(ecs_namespace(&name).await, None, "an empty name removes the default");
+    more_calls(&ns, "DescribeClusters", 3).await;
+    assert_eq!(calls_of(&ecs_calls(&ns), "UpdateCluster"), 2);
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn capacity_providers_attach_over_time_and_a_failed_attachment_stalls() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-attach").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    set_timing(&name, 3.0, 2.0, 2.0);
+    let _operator = Operator::start(&ns);
+    let providers = |list: Value| cluster("main", &name, json!({"capacityProviders": list}));
+    apply_json(&api, &providers(json!(["FARGATE"]))).await;
+    ready(&api, "main", 60).await;
+
+    let asg = format!("{ns}-asg");
+    apply_json(&api, &providers(json!(["FARGATE", asg]))).await;
+    let message = condition_now(&api, "main", "Reconciling", "True", "UpdatingCapacityProviders").await;
+    assert!(message.contains("UPDATE_IN_PROGRESS"), "{message}");
+    let obj = ready(&api, "main", 60).await;
+    assert_eq!(
+        obj.status.expect("status").attachments_status.as_deref(),
+        Some("UPDATE_COMPLETE")
+    );
+
+    let broken = format!("{ns}-broken");
+    declare_broken(&broken);
+    apply_json(&api, &providers(json!(["FARGATE", asg, broken]))).await;
+    let message = condition_now(&api, "main", "Stalled", "True", "CapacityProvidersFailed").await;
+    assert!(
+        message.contains(&broken),
+        "ECS's attachment details reach the user: {message}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn removing_a_provider_a_service_uses_is_retried_slowly_with_ecs_words() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cl-inuse").await;
+    let name = format!("{ns}-main");
+    let api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let tds: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    let providers = |list: Value| cluster("main", &name, json!({"capacityProviders": list}));
+    apply_json(&api, &providers(json!(["FARGATE", "FARGATE_SPOT"]))).await;
+    ready(&api, "main", 60).await;
+    apply_json(
+        &tds,
+        &json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTaskDefinition", "metadata": {"name": "web"},
+                "spec": {"family": format!("{ns}-web"), "containerDefinitions": [{"name": "web", "image": "web:1", "memory": 64}]}}),
+    )
+    .await;
+    let spot = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService", "metadata": {"name": "spot"},
+                      "spec": {"clusterRef": {"name": "main"}, "taskDefinitionRef": {"name": "web"}, "desiredCount": 1,
+                               "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}});
+    apply_json(&services, &spot).await;
+    ready(&services, "spot", 60).await;
+
+    apply_json(&api, &providers(json!(["FARGATE"]))).await;
+    let message = condition_now(&api, "main", "Reconciling", "True", "EcsBusy").await;
+    assert!(
+        message.contains("ResourceInUseException") && message.contains("in use"),
+        "{message}"
+    );
+    let first = calls_of(&ecs_calls(&ns), "PutClusterCapacityProviders");
+    tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    let retried = calls_of(&ecs_calls(&ns), "PutClusterCapacityProviders") - first;
+    assert!(
+        retried <= 2,
+        "retried slowly, not in a hot loop: {retried} more calls in 15 s"
+    );
+
+    services.delete("spot", &DeleteParams::default()).await.expect("delete");
+    gone(&services, "spot", 60).await;
+    ready(&api, "main", 120).await;
+    assert_eq!(ecs_cluster(&name).await.capacity_providers, vec!["FARGATE".to_string()]);
+    delete_namespace(&client, &ns).await;
 }

@@ -6,9 +6,9 @@ mod common;
 
 use common::{
     Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes,
-    event, events_for, gone, more_calls, namespace, ready, wait_for,
+    event, events_for, gone, inject_error_where, more_calls, namespace, ready, wait_for,
 };
-use ecs_operator::api::EcsTaskDefinition;
+use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -391,5 +391,118 @@ async fn a_revision_deregistered_behind_the_operators_back_is_registered_again_a
     .await;
     assert!(second.ends_with(&format!("{family}:2")), "{second}");
     event(&client, &ns, "web", "RevisionRegistered", "no longer ACTIVE").await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_revision_a_service_pins_survives_three_newer_registrations_with_history_limit_one() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-pinned").await;
+    let family = format!("{ns}-web");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    // The strongest retirement: deleted for good, one revision kept.
+    let limit = json!({"revisionHistoryLimit": 1, "retiredRevisions": "Delete"});
+    apply_json(&api, &task_definition("web", &family, "web:1", limit.clone())).await;
+    ready(&api, "web", 60).await;
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let cluster = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster",
+                         "metadata": {"name": "main"}, "spec": {"clusterName": format!("{ns}-main")}});
+    apply_json(&clusters, &cluster).await;
+    let pinned = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService", "metadata": {"name": "pinned"},
+                        "spec": {"clusterRef": {"name": "main"}, "taskDefinition": format!("{family}:1"),
+                                 "desiredCount": 1, "launchType": "FARGATE",
+                                 "networkConfiguration": {"awsvpcConfiguration": {"subnets": common::vpc(1, 0).0}}}});
+    apply_json(&services, &pinned).await;
+    ready(&services, "pinned", 60).await;
+
+    for (i, image) in ["web:2", "web:3", "web:4"].iter().enumerate() {
+        apply_json(&api, &task_definition("web", &family, image, limit.clone())).await;
+        let obj = ready(&api, "web", 60).await;
+        assert_eq!(obj.status.as_ref().and_then(|s| s.revision), Some(2 + i as i32));
+    }
+    // Revisions 2 and 3 go (deleted for good); revision 1 stays, for the service on it.
+    let obj = wait_for("revisions 2 and 3 retired", 30, || async {
+        let obj = api.get("web").await.ok()?;
+        (obj.status.as_ref()?.active_revisions == [1, 4]).then_some(obj)
+    })
+    .await;
+    assert_eq!(ecs_revision(&format!("{family}:1")).await.0, "ACTIVE");
+    for retired in [2, 3] {
+        assert_eq!(
+            ecs_revision(&format!("{family}:{retired}")).await.0,
+            "GONE",
+            "revision {retired}"
+        );
+    }
+    let (_, _, message) = condition(&obj.status.expect("status").common.conditions, "Ready").expect("Ready");
+    assert!(message.contains("revision 1 is kept while service"), "{message}");
+    let service = services.get("pinned").await.expect("get").status.expect("status");
+    assert!(
+        service
+            .task_definition_arn
+            .is_some_and(|a| a.ends_with(&format!("{family}:1")))
+    );
+
+    // Once no service uses it, it is retired too.
+    services
+        .delete("pinned", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&services, "pinned", 60).await;
+    wait_for("revision 1 retired", 30, || async {
+        let status = api.get("web").await.ok()?.status?;
+        (status.active_revisions == [4]).then_some(())
+    })
+    .await;
+    assert_eq!(ecs_revision(&format!("{family}:1")).await.0, "GONE");
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn by_default_retired_revisions_are_deregistered_not_deleted() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-deregister").await;
+    let family = format!("{ns}-web");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    let limit = json!({"revisionHistoryLimit": 1});
+    for image in ["web:1", "web:2"] {
+        apply_json(&api, &task_definition("web", &family, image, limit.clone())).await;
+        ready(&api, "web", 60).await;
+    }
+    wait_for("revision 1 retired", 30, || async {
+        (api.get("web").await.ok()?.status?.active_revisions == [2]).then_some(())
+    })
+    .await;
+    assert_eq!(ecs_revision(&format!("{family}:1")).await.0, "INACTIVE");
+    assert_eq!(calls_of(&ecs_calls(&ns), "DeleteTaskDefinitions"), 0);
+    event(&client, &ns, "web", "RevisionsRetired", "deregistered revisions [1]").await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_registration_racing_another_is_retried_and_registers_once() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-race").await;
+    let family = format!("{ns}-web");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let _operator = Operator::start(&ns);
+    inject_error_where(
+        "RegisterTaskDefinition",
+        ("family", &family),
+        "ClientException",
+        "Too many concurrent attempts to create a new revision of the specified family.",
+        2,
+    );
+    apply_json(&api, &task_definition("web", &family, "web:1", json!({}))).await;
+    let obj = ready(&api, "web", 60).await;
+    assert_eq!(obj.status.and_then(|s| s.revision), Some(1), "one revision");
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"),
+        3,
+        "two refused, one registered"
+    );
     delete_namespace(&client, &ns).await;
 }

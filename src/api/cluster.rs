@@ -82,4 +82,22 @@ pub struct EcsClusterStatus {
     /// Container instances registered to the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_container_instances_count: Option<i32>,
+    /// The Service Connect default namespace the spec names, and the Cloud Map namespace ARN
+    /// ECS resolved it to (ECS reports only the ARN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_namespace: Option<NamespaceRecord>,
+    /// ECS's status of the capacity provider attachments: UPDATE_IN_PROGRESS,
+    /// UPDATE_COMPLETE or UPDATE_FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments_status: Option<String>,
+}
+
+/// A Cloud Map namespace given by name, and the ARN ECS resolved it to.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceRecord {
+    /// The name in spec.serviceConnectDefaults.namespace.
+    pub name: String,
+    /// The namespace's ARN, as ECS reported it.
+    pub arn: String,
 }

@@ -969,17 +969,13 @@ pub struct DeploymentLifecycleHook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
     /// Use this field to specify custom parameters that Amazon ECS passes to your Lambda function on each invocation.
+    #[schemars(schema_with = "crate::api::free_form")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hook_details: Option<HookDetails>,
+    pub hook_details: Option<serde_json::Value>,
     /// The timeout configuration for the lifecycle hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
-
-/// Use this field to specify custom parameters that Amazon ECS passes to your Lambda function on each invocation.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct HookDetails {}
 
 /// The timeout configuration for the lifecycle hook.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]

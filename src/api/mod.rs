@@ -26,6 +26,12 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![EcsCluster::crd(), EcsTaskDefinition::crd(), EcsService::crd()]
 }
 
+/// The schema of a free-form JSON member (botocore's "document" type): any value, kept as
+/// written rather than pruned by the apiserver.
+pub fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-preserve-unknown-fields": true})
+}
+
 /// The YAML document `ecs-operator crd` prints for one CRD, as committed in crds/.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng::Error> {
     serde_yaml_ng::to_string(crd)

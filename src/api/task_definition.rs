@@ -41,10 +41,13 @@ pub struct EcsTaskDefinitionSpec {
     /// RegisterTaskDefinition's input, member for member.
     #[serde(flatten)]
     pub task_definition: RegisterTaskDefinitionInput,
-    /// How many revisions this object registered to keep ACTIVE, the current one included; older ones are deregistered and deleted.
+    /// How many revisions this object registered to keep ACTIVE, the current one included; older ones are retired (see retiredRevisions). A revision a service uses or names is never retired.
     #[serde(default = "default_revision_history_limit")]
     #[schemars(range(min = 1, max = 100))]
     pub revision_history_limit: i32,
+    /// What retiring a revision means, beyond revisionHistoryLimit and when the object is deleted: Deregister (default) makes it INACTIVE, which running services and tasks keep using; Delete also deletes it with DeleteTaskDefinitions, which is permanent.
+    #[serde(default)]
+    pub retired_revisions: RetiredRevisions,
     /// Region, deletion policy and adoption.
     #[serde(flatten)]
     pub options: ManagementOptions,
@@ -52,6 +55,18 @@ pub struct EcsTaskDefinitionSpec {
 
 fn default_revision_history_limit() -> i32 {
     3
+}
+
+/// What retiring a revision does in ECS.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetiredRevisions {
+    /// DeregisterTaskDefinition: the revision becomes INACTIVE; services and tasks that run
+    /// it go on running it, and it can still be described.
+    #[default]
+    Deregister,
+    /// DeregisterTaskDefinition, then DeleteTaskDefinitions: gone for good; "you can't update
+    /// an existing service to reference" it any more.
+    Delete,
 }
 
 /// What the operator observed of the family in ECS.

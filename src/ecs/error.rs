@@ -1,5 +1,6 @@
-//! What an ECS error means for the operator: retry with backoff, stop until the spec
-//! changes, or treat the resource as gone.
+//! What an ECS error means for the operator: retry with backoff, retry slowly, stop until
+//! the spec changes, or treat the resource as gone. [`TABLE`] is the one place that says
+//! it, for every exception ECS documents for the operations the operator calls.
 
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 
@@ -8,8 +9,12 @@ use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 pub enum ErrorClass {
     /// Throttling: back off and retry; counted apart in metrics.
     Throttled,
-    /// 5xx, timeouts, connection problems, conflicting updates: back off and retry.
+    /// 5xx, timeouts, connection problems, conflicting updates, and ECS's answers while
+    /// something settles: back off and retry.
     Transient,
+    /// ECS is busy with the resource (an update in progress, a provider in use): retry
+    /// slowly, as it takes minutes rather than seconds.
+    Slow,
     /// The resource does not exist (ClusterNotFound, ServiceNotFound, ...).
     NotFound,
     /// ECS rejected the request as invalid: retrying will not help.
@@ -92,57 +97,217 @@ fn aws_smithy_types_error_text<E: std::error::Error + 'static, R: std::fmt::Debu
     text
 }
 
-/// Messages with which ECS answers ClientException or InvalidParameterException for a
-/// condition that clears up by itself: such answers are retried with backoff, not Stalled.
-pub const TRANSIENT_MESSAGES: &[&str] = &[
-    // CreateService over a same-name service still DRAINING, or just gone INACTIVE
-    // (DeleteService doc; terraform-provider-aws#2283).
-    "Creation of service was not idempotent",
-    // ECS creates its service-linked role on first use; it takes a moment to be assumable.
-    "Unable to assume the service linked role",
-    // A role created moments ago, not yet visible to ECS (IAM propagation).
-    "Please verify that the ECS service role being passed has the proper permissions",
-    "Unable to assume role and validate the",
-    // A target group created moments ago, not yet attached to its load balancer.
-    "does not have an associated load balancer",
-    // RegisterTaskDefinition racing another registration of the family
-    // (terraform-provider-aws#9777).
-    "Too many concurrent attempts to create a new revision of the specified family",
+/// One row of [`TABLE`]: an ECS error code (and, where ECS reuses a code, a part of its
+/// message; and where it matters, the operation) and what the operator does about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// ECS's error code.
+    pub code: &'static str,
+    /// A part of the message this row is for; "" for any.
+    pub message: &'static str,
+    /// The operation this row is for; "" for any.
+    pub operation: &'static str,
+    /// What the operator does.
+    pub class: ErrorClass,
+    /// Why, for the README's table.
+    pub why: &'static str,
+}
+
+const fn rule(code: &'static str, message: &'static str, class: ErrorClass, why: &'static str) -> Rule {
+    Rule {
+        code,
+        message,
+        operation: "",
+        class,
+        why,
+    }
+}
+
+use ErrorClass::{Denied, NotFound, Slow, Terminal, Throttled, Transient};
+
+/// Every ECS error the operator can meet, first match wins; codes not listed (and errors
+/// without a code: timeouts, connection resets) are Transient.
+pub const TABLE: &[Rule] = &[
+    rule(
+        "ThrottlingException",
+        "",
+        Throttled,
+        "over the account's rate for the category",
+    ),
+    rule("Throttling", "", Throttled, "the same, from older endpoints"),
+    rule("RequestLimitExceeded", "", Throttled, "the same"),
+    rule("TooManyRequestsException", "", Throttled, "the same"),
+    rule("ServerException", "", Transient, "a fault on ECS's side"),
+    rule(
+        "ConflictException",
+        "",
+        Transient,
+        "a concurrent change of the same resource",
+    ),
+    rule(
+        "ServiceNotActiveException",
+        "",
+        Transient,
+        "the service is DRAINING: the next pass sees it and waits or recreates",
+    ),
+    rule(
+        "ExpiredTokenException",
+        "",
+        Transient,
+        "credentials are refreshed on the next call",
+    ),
+    rule(
+        "UpdateInProgressException",
+        "",
+        Slow,
+        "an agent or cluster update is running",
+    ),
+    rule(
+        "ResourceInUseException",
+        "",
+        Slow,
+        "a capacity provider still in use, or being updated",
+    ),
+    rule(
+        "ClusterContainsServicesException",
+        "",
+        Slow,
+        "deletion waits for the services to go",
+    ),
+    rule(
+        "ClusterContainsTasksException",
+        "",
+        Slow,
+        "deletion waits for the tasks to stop",
+    ),
+    rule(
+        "ClusterContainsContainerInstancesException",
+        "",
+        Slow,
+        "deletion waits for the instances to deregister",
+    ),
+    rule(
+        "ClusterContainsCapacityProviderException",
+        "",
+        Slow,
+        "deletion waits for the providers to detach",
+    ),
+    rule("ClusterNotFoundException", "", NotFound, "gone"),
+    rule("ServiceNotFoundException", "", NotFound, "gone"),
+    rule("ResourceNotFoundException", "", NotFound, "gone"),
+    rule("TargetNotFoundException", "", NotFound, "gone"),
+    Rule {
+        code: "ClientException",
+        message: "Unable to describe task definition",
+        operation: "DescribeTaskDefinition",
+        class: NotFound,
+        why: "how DescribeTaskDefinition says a family or revision does not exist",
+    },
+    // ECS reuses ClientException and InvalidParameterException for conditions that clear
+    // up by themselves; these are retried, not Stalled.
+    rule(
+        "InvalidParameterException",
+        "Creation of service was not idempotent",
+        Transient,
+        "a same-name service is DRAINING or just went INACTIVE (DeleteService doc; terraform-provider-aws#2283)",
+    ),
+    rule(
+        "InvalidParameterException",
+        "Unable to assume the service linked role",
+        Transient,
+        "ECS creates its service-linked role on first use; it takes a moment to be assumable",
+    ),
+    rule(
+        "InvalidParameterException",
+        "Please verify that the ECS service role being passed has the proper permissions",
+        Transient,
+        "a role created moments ago is not yet visible to ECS (IAM propagation)",
+    ),
+    rule(
+        "InvalidParameterException",
+        "Unable to assume role and validate the",
+        Transient,
+        "the same, for a target group's role",
+    ),
+    rule(
+        "InvalidParameterException",
+        "does not have an associated load balancer",
+        Transient,
+        "a target group created moments ago is not yet attached to its load balancer",
+    ),
+    rule(
+        "ClientException",
+        "Too many concurrent attempts to create a new revision of the specified family",
+        Transient,
+        "another registration of the family is running (terraform-provider-aws#9777)",
+    ),
+    rule(
+        "AccessDeniedException",
+        "",
+        Denied,
+        "right after a role or policy was created this is IAM propagating it",
+    ),
+    rule("UnauthorizedOperation", "", Denied, "the same"),
+    rule(
+        "InvalidParameterException",
+        "",
+        Terminal,
+        "the request is wrong: ECS's message says how",
+    ),
+    rule(
+        "ClientException",
+        "",
+        Terminal,
+        "the request is wrong: ECS's message says how",
+    ),
+    rule(
+        "LimitExceededException",
+        "",
+        Terminal,
+        "an account quota: retrying will not raise it",
+    ),
+    rule(
+        "PlatformUnknownException",
+        "",
+        Terminal,
+        "no such Fargate platform version",
+    ),
+    rule(
+        "PlatformTaskDefinitionIncompatibilityException",
+        "",
+        Terminal,
+        "the task definition does not fit the platform",
+    ),
+    rule(
+        "UnsupportedFeatureException",
+        "",
+        Terminal,
+        "not offered in this region",
+    ),
+    rule(
+        "NamespaceNotFoundException",
+        "",
+        Terminal,
+        "the Service Connect namespace does not exist",
+    ),
+    rule("MissingVersionException", "", Terminal, "the request is wrong"),
+    rule("InvalidClientTokenId", "", Terminal, "the credentials are not valid"),
+    rule(
+        "UnrecognizedClientException",
+        "",
+        Terminal,
+        "the credentials are not valid",
+    ),
 ];
 
 /// Maps ECS's error code (from `operation`) and message to what the operator should do.
 pub fn classify(operation: &str, code: Option<&str>, message: &str) -> ErrorClass {
-    match code.unwrap_or_default() {
-        "ThrottlingException" | "Throttling" | "RequestLimitExceeded" | "TooManyRequestsException" => {
-            ErrorClass::Throttled
-        }
-        "ClusterNotFoundException" | "ServiceNotFoundException" | "ResourceNotFoundException" => ErrorClass::NotFound,
-        // NB: DescribeTaskDefinition answers a missing family with a ClientException; any
-        // other operation saying so (CreateService of a missing revision) is rejected input.
-        "ClientException"
-            if operation == "DescribeTaskDefinition" && message.starts_with("Unable to describe task definition") =>
-        {
-            ErrorClass::NotFound
-        }
-        "ClientException" | "InvalidParameterException" if TRANSIENT_MESSAGES.iter().any(|m| message.contains(m)) => {
-            ErrorClass::Transient
-        }
-        // UpdateService of a service that is DRAINING: what follows (wait, recreate) is
-        // decided on the next pass from a fresh DescribeServices.
-        "ServiceNotActiveException" => ErrorClass::Transient,
-        "AccessDeniedException" | "UnauthorizedOperation" => ErrorClass::Denied,
-        "InvalidParameterException"
-        | "ClientException"
-        | "PlatformUnknownException"
-        | "PlatformTaskDefinitionIncompatibilityException"
-        | "UnsupportedFeatureException"
-        | "MissingVersionException"
-        | "InvalidClientTokenId"
-        | "UnrecognizedClientException" => ErrorClass::Terminal,
-        // ServerException, ServiceUnavailable, UpdateInProgressException, ResourceInUseException,
-        // ClusterContains* (handled where deletion waits for them) and anything unknown.
-        _ => ErrorClass::Transient,
-    }
+    let code = code.unwrap_or_default();
+    TABLE
+        .iter()
+        .find(|r| r.code == code && (r.operation.is_empty() || r.operation == operation) && message.contains(r.message))
+        .map(|r| r.class)
+        .unwrap_or(Transient)
 }
 
 #[cfg(test)]
@@ -199,6 +364,44 @@ mod tests {
             classify("DescribeServices", None, "connection reset"),
             ErrorClass::Transient
         );
+    }
+
+    #[test]
+    fn every_row_of_the_table_decides_for_its_own_errors() {
+        for row in TABLE {
+            let operation = if row.operation.is_empty() {
+                "CreateService"
+            } else {
+                row.operation
+            };
+            let message = format!("... {} ...", row.message);
+            assert_eq!(
+                classify(operation, Some(row.code), &message),
+                row.class,
+                "{row:?} is shadowed by an earlier row"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_row() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### ECS errors and what the operator does")
+            .nth(1)
+            .expect("the README's error section");
+        for row in TABLE {
+            let message = if row.message.is_empty() {
+                "(any)".to_string()
+            } else {
+                format!("`{}`", row.message)
+            };
+            let line = section
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}`", row.code)) && l.contains(&format!("| {message} |")))
+                .unwrap_or_else(|| panic!("README lacks {row:?}"));
+            assert!(line.contains(row.why), "{line} / {row:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! the same planner answers "what would applying this do", so prediction and action agree.
 //! Each ECS rule a planner applies sits beside the line that applies it, citing the API.
 
+pub mod cluster;
 pub mod service;
+pub mod task_definition;
 
 use std::time::Duration;
 
@@ -36,4 +38,26 @@ pub enum State {
     /// ECS tried and failed (a rollout the circuit breaker stopped): Stalled until the spec
     /// or what it refers to changes; looked at again on every resync, without retrying.
     Failed { reason: &'static str, message: String },
+}
+
+/// The table-test cases in tests/fixtures/<kind>/plans, by file name, in order.
+#[cfg(test)]
+pub(crate) fn fixtures<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<(String, T)> {
+    let dir = format!("{}/tests/fixtures/{kind}/plans", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("fixture");
+            let case = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+            (
+                path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                case,
+            )
+        })
+        .collect()
 }

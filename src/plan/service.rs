@@ -694,26 +694,6 @@ mod tests {
         ready: Option<String>,
     }
 
-    fn cases() -> Vec<(String, Case)> {
-        let dir = format!("{}/tests/fixtures/services/plans", env!("CARGO_MANIFEST_DIR"));
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("fixture dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(&path).expect("fixture");
-                let case: Case = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-                (
-                    path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-                    case,
-                )
-            })
-            .collect()
-    }
-
     fn object(case: &Case) -> EcsService {
         serde_json::from_value(json!({
             "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService",
@@ -731,7 +711,7 @@ mod tests {
 
     #[test]
     fn every_fixture_gets_exactly_the_plan_it_names() {
-        let cases = cases();
+        let cases = crate::plan::fixtures::<Case>("services");
         assert!(cases.len() >= 10, "{} fixtures", cases.len());
         for (name, case) in cases {
             let svc = object(&case);

@@ -1,14 +1,13 @@
-//! EcsCluster against ECS.
+//! EcsCluster against ECS: the executor of [`crate::plan::cluster`].
 //!
-//! Observed with one DescribeClusters (tags, settings and configurations included). Created
-//! with CreateCluster; settings, configuration and serviceConnectDefaults change in place
-//! through UpdateCluster, capacityProviders and defaultCapacityProviderStrategy through
+//! Observed with one DescribeClusters (tags, settings, configurations and attachments
+//! included), the planner decides, and this file performs it: CreateCluster, UpdateCluster,
 //! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
 //! still holds services or tasks in the cluster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
 use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
@@ -19,14 +18,14 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::observations::by_account;
-use super::{Context, Error, Managed, Note, Outcome, State, claim};
+use super::{Context, Error, Managed, Note, Outcome, claim};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::client::Ecs;
-use crate::ecs::diff::is_subset;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
-use crate::ecs::wire::{from_sdk, to_sdk};
+use crate::ecs::wire::to_sdk;
+use crate::plan::cluster::{self as planner, Plan, Update};
 
 /// DescribeClusters takes at most this many clusters per call.
 const DESCRIBE_BATCH: usize = 100;
@@ -83,16 +82,24 @@ impl Managed for EcsCluster {
             Some(seen) if previous.cluster_arn.is_some() && previous.cluster_name.as_ref() == Some(&name) => seen,
             _ => describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?,
         };
-        let cluster = match observed {
-            None => {
-                let cluster = create(&ecs, &self.spec.cluster, &name, user_tags.as_ref(), &ownership_tags).await?;
+        let plan = planner::plan(&self.spec.cluster, &name, observed.as_ref(), &previous)?;
+        let cluster = match (plan, observed) {
+            (Plan::Create(input), _) => {
+                let cluster = create(&ecs, &input, user_tags.as_ref(), &ownership_tags).await?;
                 events.push(Note::normal("Created", format!("created cluster {name}")));
                 cluster
             }
-            Some(cluster) => {
+            (plan, Some(cluster)) => {
                 let tags = sdk_tag_map(cluster.tags());
                 let adopted = claim(self, &tags, &format!("ECS cluster {name}"))?;
-                let mut fields = converge(&ecs, &self.spec.cluster, &cluster).await?;
+                let mut fields = vec![];
+                let cluster = match plan {
+                    Plan::Update(update) => {
+                        fields = update.fields();
+                        apply_update(&ecs, &cluster, &update).await?
+                    }
+                    _ => cluster,
+                };
                 let arn = cluster.cluster_arn().unwrap_or_default();
                 let retagged = sync_tags(&ecs, arn, user_tags.as_ref(), &ownership_tags, &tags).await?;
                 // NB: tagging an adopted resource is part of adopting it, not a change to report.
@@ -101,36 +108,25 @@ impl Managed for EcsCluster {
                 events.extend(Note::changed(spec_changed, &fields));
                 cluster
             }
+            (_, None) => {
+                return Err(EcsError::empty("DescribeClusters", "the cluster to update was not observed").into());
+            }
         };
 
-        let ecs_status = cluster.status().unwrap_or_default().to_string();
         let status = EcsClusterStatus {
             common: previous.common.clone(),
             region: Some(region),
             cluster_arn: cluster.cluster_arn().map(str::to_owned),
             cluster_name: Some(name.clone()),
-            status: Some(ecs_status.clone()),
+            status: cluster.status().map(str::to_owned),
             active_services_count: Some(cluster.active_services_count()),
             running_tasks_count: Some(cluster.running_tasks_count()),
             pending_tasks_count: Some(cluster.pending_tasks_count()),
             registered_container_instances_count: Some(cluster.registered_container_instances_count()),
+            service_connect_namespace: planner::namespace_record(&self.spec.cluster, &cluster),
+            attachments_status: cluster.attachments_status().map(str::to_owned),
         };
-        let state = match ecs_status.as_str() {
-            "ACTIVE" => State::Ready {
-                reason: "Active",
-                message: format!("cluster {name} is ACTIVE"),
-            },
-            // NB: FAILED (capacity provider setup failed) does not heal by polling.
-            "FAILED" => State::Failed {
-                reason: "ClusterFailed",
-                message: format!("ECS reports cluster {name} FAILED; delete and recreate the EcsCluster"),
-            },
-            other => State::InProgress {
-                reason: "Provisioning",
-                message: format!("cluster {name} is {other}"),
-                recheck: Duration::from_secs(5),
-            },
-        };
+        let state = planner::readiness(&name, &cluster);
         Ok(Outcome { status, state, events })
     }
 
@@ -210,6 +206,7 @@ async fn describe_many(ecs: &Ecs, arns: Vec<String>) -> Result<HashMap<String, C
         .include(ClusterField::Tags)
         .include(ClusterField::Settings)
         .include(ClusterField::Configurations)
+        .include(ClusterField::Attachments)
         .send()
         .await
         .map_err(|e| EcsError::new("DescribeClusters", e))?;
@@ -233,15 +230,13 @@ async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError>
 
 async fn create(
     ecs: &Ecs,
-    spec: &CreateClusterInput,
-    name: &str,
+    input: &CreateClusterInput,
     user_tags: Option<&BTreeMap<String, String>>,
     ownership_tags: &BTreeMap<String, String>,
 ) -> Result<Cluster, Error> {
     let mut tags = user_tags.cloned().unwrap_or_default();
     tags.extend(ownership_tags.clone());
-    let mut input = spec.clone();
-    input.cluster_name = Some(name.to_string());
+    let mut input = input.clone();
     input.tags = Some(tag_list(&tags));
     let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
     ecs.permit("CreateCluster").await;
@@ -261,39 +256,17 @@ async fn create(
         .ok_or_else(|| Error::Ecs(EcsError::empty("CreateCluster", "no cluster in the response")))
 }
 
-/// Brings an existing cluster to the spec: at most one UpdateCluster and one
-/// PutClusterCapacityProviders. Returns the names of the fields it changed.
-async fn converge(ecs: &Ecs, spec: &CreateClusterInput, cluster: &Cluster) -> Result<Vec<String>, Error> {
-    let observed: Value = from_sdk(cluster)?;
-    let desired = serde_json::to_value(spec).map_err(|e| crate::ecs::wire::WireError::Encode("cluster", e))?;
+/// Performs an update plan: at most one UpdateCluster and one PutClusterCapacityProviders.
+/// Returns the cluster as ECS reports it afterwards.
+async fn apply_update(ecs: &Ecs, cluster: &Cluster, update: &Update) -> Result<Cluster, Error> {
     let arn = cluster.cluster_arn().unwrap_or_default();
-    let mut changed = vec![];
-
-    let mut update = serde_json::Map::new();
-    if let Some(settings) = desired
-        .get("settings")
-        .filter(|s| !settings_match(s, &observed["settings"]))
-    {
-        update.insert("settings".into(), settings.clone());
-    }
-    if let Some(configuration) = desired
-        .get("configuration")
-        .filter(|c| !is_subset(c, &observed["configuration"]))
-    {
-        update.insert("configuration".into(), configuration.clone());
-    }
-    if let Some(defaults) = desired
-        .get("serviceConnectDefaults")
-        .filter(|d| !namespace_matches(d, &observed))
-    {
-        update.insert("serviceConnectDefaults".into(), defaults.clone());
-    }
-    if !update.is_empty() {
-        changed.extend(update.keys().cloned());
-        update.insert("cluster".into(), json!(arn));
-        let sdk = to_sdk(&Value::Object(update), SdkUpdateInput::deserialize)?;
+    let mut latest = cluster.clone();
+    if let Some(mut request) = update.update_cluster() {
+        request.insert("cluster".into(), json!(arn));
+        let sdk = to_sdk(&Value::Object(request), SdkUpdateInput::deserialize)?;
         ecs.permit("UpdateCluster").await;
-        ecs.update_cluster()
+        let out = ecs
+            .update_cluster()
             .set_cluster(sdk.cluster)
             .set_settings(sdk.settings)
             .set_configuration(sdk.configuration)
@@ -301,106 +274,23 @@ async fn converge(ecs: &Ecs, spec: &CreateClusterInput, cluster: &Cluster) -> Re
             .send()
             .await
             .map_err(|e| EcsError::new("UpdateCluster", e))?;
+        latest = out.cluster.unwrap_or(latest);
     }
-
-    let providers_differ = desired
-        .get("capacityProviders")
-        .is_some_and(|want| sorted_strings(want) != sorted_strings(&observed["capacityProviders"]));
-    let strategy_differs = desired
-        .get("defaultCapacityProviderStrategy")
-        .is_some_and(|want| !strategy_matches(want, &observed["defaultCapacityProviderStrategy"]));
-    if providers_differ || strategy_differs {
-        if providers_differ {
-            changed.push("capacityProviders".into());
-        }
-        if strategy_differs {
-            changed.push("defaultCapacityProviderStrategy".into());
-        }
-        // NB: PutClusterCapacityProviders replaces both lists, so the one the spec leaves
-        // unset is sent as ECS has it.
-        let pick = |key: &str| {
-            desired
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| observed.get(key).cloned().unwrap_or(json!([])))
-        };
-        let input = json!({
-            "cluster": arn,
-            "capacityProviders": pick("capacityProviders"),
-            "defaultCapacityProviderStrategy": pick("defaultCapacityProviderStrategy"),
-        });
-        let sdk = to_sdk(&input, SdkPutProvidersInput::deserialize)?;
+    if let Some(mut request) = update.put_capacity_providers.clone() {
+        request.insert("cluster".into(), json!(arn));
+        let sdk = to_sdk(&Value::Object(request), SdkPutProvidersInput::deserialize)?;
         ecs.permit("PutClusterCapacityProviders").await;
-        ecs.put_cluster_capacity_providers()
+        let out = ecs
+            .put_cluster_capacity_providers()
             .set_cluster(sdk.cluster)
             .set_capacity_providers(sdk.capacity_providers)
             .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
             .send()
             .await
             .map_err(|e| EcsError::new("PutClusterCapacityProviders", e))?;
+        latest = out.cluster.unwrap_or(latest);
     }
-    Ok(changed)
-}
-
-/// Every setting the spec names has the spec's value in ECS (others are not fought over).
-fn settings_match(desired: &Value, observed: &Value) -> bool {
-    let observed: BTreeMap<&str, &Value> = observed
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| Some((s["name"].as_str()?, &s["value"])))
-                .collect()
-        })
-        .unwrap_or_default();
-    desired.as_array().is_none_or(|items| {
-        items
-            .iter()
-            .all(|s| observed.get(s["name"].as_str().unwrap_or_default()) == Some(&&s["value"]))
-    })
-}
-
-/// ECS reports the Cloud Map namespace as an ARN; a spec may name it. A name cannot be
-/// checked against an ARN without Cloud Map, so a named namespace counts as in place once
-/// ECS reports any namespace.
-fn namespace_matches(desired: &Value, observed: &Value) -> bool {
-    let have = observed["serviceConnectDefaults"]["namespace"].as_str();
-    match desired["namespace"].as_str() {
-        Some(want) if want.starts_with("arn:") => have == Some(want),
-        _ => have.is_some(),
-    }
-}
-
-fn sorted_strings(value: &Value) -> Vec<String> {
-    let mut items: Vec<String> = value
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    items.sort();
-    items
-}
-
-/// Strategies match item for item, with ECS's defaults (base 0, weight 0) filled in.
-fn strategy_matches(desired: &Value, observed: &Value) -> bool {
-    let normalise = |v: &Value| -> Vec<(String, i64, i64)> {
-        let mut items: Vec<(String, i64, i64)> = v
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|i| {
-                        (
-                            i["capacityProvider"].as_str().unwrap_or_default().to_string(),
-                            i["base"].as_i64().unwrap_or(0),
-                            i["weight"].as_i64().unwrap_or(0),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        items.sort();
-        items
-    };
-    normalise(desired) == normalise(observed)
+    Ok(latest)
 }
 
 /// Names of the services ECS lists in a cluster (first page: enough to name the blockers).

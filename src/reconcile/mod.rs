@@ -170,6 +170,7 @@ impl Error {
             Error::Ecs(e) if e.class == ErrorClass::Throttled => "Throttled",
             Error::Ecs(e) if e.class == ErrorClass::Denied => "AccessDenied",
             Error::Ecs(e) if e.class == ErrorClass::Terminal => "EcsRejected",
+            Error::Ecs(e) if e.class == ErrorClass::Slow => "EcsBusy",
             Error::Ecs(_) => "EcsUnavailable",
             Error::Kube(_) | Error::Finalizer(_) => "KubernetesError",
             Error::Wire(_) | Error::Invalid(_) => "InvalidSpec",
@@ -694,8 +695,10 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
     };
     // NB: an AccessDenied waits for IAM: 15 s doubling to 2 min, about 4 minutes in all
     // before it counts as terminal.
+    // A Slow error (ECS busy with the resource) waits 10 s doubling to 2 min.
     let (first, most) = match err {
         Error::Ecs(e) if e.class == ErrorClass::Denied => (Duration::from_millis(7500), Duration::from_secs(120)),
+        Error::Ecs(e) if e.class == ErrorClass::Slow => (Duration::from_secs(5), Duration::from_secs(120)),
         _ => (Duration::from_secs(1), Duration::from_secs(60)),
     };
     let base = first.saturating_mul(1 << attempts.min(9)).min(most);

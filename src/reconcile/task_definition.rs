@@ -3,8 +3,9 @@
 //! Task definitions are immutable: a change of (normalised) content registers revision N+1
 //! of the family, tagged with the content hash, so that re-applying, restarting or resyncing
 //! registers nothing. Only tags change in place. The object keeps `revisionHistoryLimit`
-//! of the revisions it registered ACTIVE, deregisters and deletes older ones, and never
-//! touches revisions anyone else registered in the family.
+//! of the revisions it registered ACTIVE and retires older ones (deregisters them, and
+//! deletes them only with `retiredRevisions: Delete`), never one a service the operator
+//! watches uses or names, and never touches revisions anyone else registered in the family.
 //!
 //! Resyncs list ACTIVE revisions (100 per call) instead of describing each object's: a
 //! revision's content never changes, so one still ACTIVE is still in sync. Its tags can
@@ -18,21 +19,22 @@ use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStatus};
 use kube::ResourceExt;
-use serde_json::Value;
+use kube::api::{Api, ListParams};
 use tracing::debug;
 
 use super::observations::by_account;
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
-use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
+use crate::api::task_definition::RetiredRevisions;
+use crate::api::{
+    CommonStatus, DeletionPolicy, EcsService, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions,
+};
 use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::normalize::{content_hash, task_definition_content};
 use crate::ecs::ownership::{self, sdk_tag_map, sync_tags, tag_list, tag_map};
-use crate::ecs::wire::{from_sdk, to_sdk};
-
-/// Tag recording the hash of the normalised content a revision was registered from.
-pub const CONTENT_HASH: &str = "ecs.operator.dev/content-hash";
+use crate::ecs::wire::to_sdk;
+use crate::plan::task_definition::{self as planner, CONTENT_HASH, Plan};
 
 /// DeleteTaskDefinitions takes at most this many revisions per call.
 const DELETE_BATCH: usize = 10;
@@ -117,7 +119,7 @@ impl Managed for EcsTaskDefinition {
         let mut current = describe_active(&ecs, &lookup).await?;
         let stale = current
             .as_ref()
-            .is_none_or(|(td, tags)| !in_sync(td, tags, &hash, &content));
+            .is_none_or(|(td, tags)| !planner::in_sync(td, tags, &hash, &content));
         if stale && previous.task_definition_arn.is_some() {
             // NB: a revision registered in a pass whose status write was lost is the family's
             // latest, tagged with this object and this content: take it instead of
@@ -142,20 +144,22 @@ impl Managed for EcsTaskDefinition {
             events.extend(claim(self, tags, &what)?);
         }
 
-        let (td, registered) = match current {
-            Some((td, tags)) if in_sync(&td, &tags, &hash, &content) => {
+        let plan = planner::plan(
+            &input,
+            current.as_ref().map(|(td, tags)| (td, tags)),
+            previous.task_definition_arn.is_some(),
+        );
+        let (td, registered) = match (plan, current) {
+            (Plan::InSync, Some((td, tags))) => {
                 let own_tags = if ours { wanted_tags.clone() } else { BTreeMap::new() };
                 let retagged = sync_tags(&ecs, &arn_of(&td), user_tags.as_ref(), &own_tags, &tags).await?;
                 events.extend(Note::changed(spec_changed, &Vec::from_iter(retagged)));
                 (td, false)
             }
-            other => {
-                let why = match &other {
-                    Some((old, _)) => format!("changed: {}", changed_fields(old, &content).join(", ")),
-                    None if previous.task_definition_arn.is_some() => {
-                        "its last revision is no longer ACTIVE in ECS".to_string()
-                    }
-                    None => "first revision of this object".to_string(),
+            (plan, _) => {
+                let why = match plan {
+                    Plan::Register { why } => why,
+                    Plan::InSync => "no revision to use".to_string(),
                 };
                 let td = register(&ecs, &input, user_tags.as_ref(), &wanted_tags).await?;
                 events.push(Note::normal(
@@ -171,21 +175,25 @@ impl Managed for EcsTaskDefinition {
         if (ours || registered) && !active.contains(&td.revision()) {
             active.push(td.revision());
         }
-        let excess = active.len().saturating_sub(limit);
-        if excess > 0 {
-            let old = active[..excess].to_vec();
+        let mut message = format!("revision {} is ACTIVE", td.revision());
+        if active.len() > limit {
             // NB: a failure here must not fail the pass: the new revision is registered and
             // has to reach status; the old ones are retired on a later pass.
-            match retire(&ecs, &family, &old).await {
-                Ok(note) => {
-                    active.drain(..excess);
-                    events.push(note);
+            match revisions_in_use(ctx, &family).await {
+                Ok(in_use) => {
+                    let (retiring, kept) = planner::retirement(&active, limit, &in_use);
+                    let retirement = retire(&ecs, &family, &retiring, self.spec.retired_revisions).await;
+                    active.retain(|r| !retirement.retired.contains(r));
+                    message.push_str(&retirement.summary(&kept));
+                    events.extend(retirement.notes);
                 }
-                Err(err) => events.push(Note {
-                    warning: true,
-                    reason: "RetireFailed",
-                    message: format!("revisions {old:?} of {family} stay ACTIVE for now, retried later: {err}"),
-                }),
+                Err(err) => {
+                    message.push_str(&format!("; old revisions could not be retired: {err}"));
+                    events.push(Note::warning(
+                        "RetireFailed",
+                        format!("old revisions of {family} stay ACTIVE for now, retried later: {err}"),
+                    ));
+                }
             }
         }
 
@@ -200,7 +208,7 @@ impl Managed for EcsTaskDefinition {
         };
         let state = State::Ready {
             reason: "Registered",
-            message: format!("revision {} is ACTIVE", td.revision()),
+            message,
         };
         Ok(Outcome { status, state, events })
     }
@@ -265,7 +273,81 @@ impl Managed for EcsTaskDefinition {
             )]);
         }
         let (ecs, _) = ctx.ecs_for(self).await?;
-        Ok(vec![retire(&ecs, &family, &revisions).await?])
+        let in_use = revisions_in_use(ctx, &family).await?;
+        let (retiring, kept) = planner::retirement(&revisions, 0, &in_use);
+        let retirement = retire(&ecs, &family, &retiring, self.spec.retired_revisions).await;
+        if let Some((revision, users)) = kept.first_key_value() {
+            // NB: the services go first (a namespace deletion removes them too); the
+            // revisions follow once no service uses them.
+            return Err(Error::DeletionBlocked(format!(
+                "revision {revision} of {family} is used by {}; it is retired once no service uses it",
+                users.join(", ")
+            )));
+        }
+        if let Some(failure) = retirement.failures.first() {
+            return Err(Error::DeletionBlocked(format!(
+                "ECS refused to retire a revision: {failure}"
+            )));
+        }
+        Ok(retirement.notes)
+    }
+}
+
+/// Revisions of `family` that the EcsServices the operator watches use (their deployments
+/// and task sets as last observed, rollback targets included, and what ECS runs) or name
+/// in spec (`family:revision` or an ARN), with the services using each.
+async fn revisions_in_use(ctx: &Context, family: &str) -> Result<BTreeMap<i32, Vec<String>>, Error> {
+    let scopes: Vec<Api<EcsService>> = match ctx.settings.namespaces.as_slice() {
+        [] => vec![Api::all(ctx.client.clone())],
+        namespaces => namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect(),
+    };
+    let mut in_use: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for api in scopes {
+        for service in api.list(&ListParams::default()).await? {
+            let who = format!(
+                "service {}/{}",
+                service.namespace().unwrap_or_default(),
+                service.name_any()
+            );
+            for revision in planner::revisions_used_by(&service, family) {
+                let users = in_use.entry(revision).or_default();
+                if !users.contains(&who) {
+                    users.push(who.clone());
+                }
+            }
+        }
+    }
+    Ok(in_use)
+}
+
+/// What retiring revisions did.
+#[derive(Default)]
+struct Retirement {
+    /// Revisions deregistered (and deleted, with Delete).
+    retired: Vec<i32>,
+    /// What ECS refused, in its words (the revisions stay and are retried later).
+    failures: Vec<String>,
+    /// Events.
+    notes: Vec<Note>,
+}
+
+impl Retirement {
+    /// For the Ready message: what is kept for services, and what failed.
+    fn summary(&self, kept: &BTreeMap<i32, Vec<String>>) -> String {
+        let mut text = String::new();
+        for (revision, users) in kept {
+            text.push_str(&format!(
+                "; revision {revision} is kept while {} uses it",
+                users.join(", ")
+            ));
+        }
+        if !self.failures.is_empty() {
+            text.push_str(&format!("; retiring failed: {}", self.failures.join("; ")));
+        }
+        text
     }
 }
 
@@ -355,115 +437,78 @@ async fn register(
     })
 }
 
-/// Deregisters revisions this object registered, then deletes them (10 per call).
-async fn retire(ecs: &Ecs, family: &str, revisions: &[i32]) -> Result<Note, Error> {
-    let names: Vec<String> = revisions.iter().map(|r| format!("{family}:{r}")).collect();
-    for name in &names {
+/// Deregisters revisions this object registered and, with [`RetiredRevisions::Delete`],
+/// deletes them (10 per call). A revision ECS refuses to deregister or delete (an error, or
+/// DeleteTaskDefinitions' `failures[]`) is not retired: it stays in status and is tried
+/// again on a later pass; ECS's words go to a Warning Event.
+async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevisions) -> Retirement {
+    let mut retirement = Retirement::default();
+    let mut deregistered = vec![];
+    for &revision in revisions {
+        let name = format!("{family}:{revision}");
         ecs.permit("DeregisterTaskDefinition").await;
-        if let Err(err) = ecs.deregister_task_definition().task_definition(name).send().await {
-            let err = EcsError::new("DeregisterTaskDefinition", err);
-            // NB: a revision already INACTIVE (or gone) is what we want; anything else is real.
-            if !matches!(err.class, ErrorClass::NotFound | ErrorClass::Terminal) {
-                return Err(err.into());
+        match ecs.deregister_task_definition().task_definition(&name).send().await {
+            Ok(_) => deregistered.push(revision),
+            Err(err) => match EcsError::new("DeregisterTaskDefinition", err) {
+                // NB: a revision already gone is what we want.
+                e if e.class == ErrorClass::NotFound => deregistered.push(revision),
+                e => retirement.failures.push(format!("{name}: {e}")),
+            },
+        }
+    }
+    if policy == RetiredRevisions::Deregister {
+        retirement.retired = deregistered;
+    } else {
+        for batch in deregistered.chunks(DELETE_BATCH) {
+            let names: Vec<String> = batch.iter().map(|r| format!("{family}:{r}")).collect();
+            ecs.permit("DeleteTaskDefinitions").await;
+            match ecs
+                .delete_task_definitions()
+                .set_task_definitions(Some(names))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let failed: Vec<(Option<i32>, String)> = out
+                        .failures()
+                        .iter()
+                        .map(|f| {
+                            let arn = f.arn().unwrap_or_default();
+                            let revision = planner::family_and_revision(arn).map(|(_, r)| r);
+                            (revision, format!("{arn}: {}", f.reason().unwrap_or("refused")))
+                        })
+                        .collect();
+                    retirement
+                        .retired
+                        .extend(batch.iter().filter(|r| !failed.iter().any(|(f, _)| *f == Some(**r))));
+                    retirement.failures.extend(failed.into_iter().map(|(_, why)| why));
+                }
+                Err(err) => retirement
+                    .failures
+                    .push(EcsError::new("DeleteTaskDefinitions", err).to_string()),
             }
         }
     }
-    let mut failures = vec![];
-    for batch in names.chunks(DELETE_BATCH) {
-        ecs.permit("DeleteTaskDefinitions").await;
-        let out = ecs
-            .delete_task_definitions()
-            .set_task_definitions(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| EcsError::new("DeleteTaskDefinitions", e))?;
-        failures.extend(
-            out.failures()
-                .iter()
-                .map(|f| format!("{}: {}", f.arn().unwrap_or_default(), f.reason().unwrap_or_default())),
-        );
+    if !retirement.retired.is_empty() {
+        let what = match policy {
+            RetiredRevisions::Deregister => "deregistered",
+            RetiredRevisions::Delete => "deregistered and deleted",
+        };
+        retirement.notes.push(Note::normal(
+            "RevisionsRetired",
+            format!("{what} revisions {:?} of {family}", retirement.retired),
+        ));
     }
-    let mut message = format!("deregistered and deleted revisions {revisions:?} of {family}");
-    if !failures.is_empty() {
-        message.push_str(&format!("; ECS reported: {}", failures.join("; ")));
+    if !retirement.failures.is_empty() {
+        retirement.notes.push(Note::warning(
+            "RetireFailed",
+            format!(
+                "revisions of {family} stay in status and are retried later: {}",
+                retirement.failures.join("; ")
+            ),
+        ));
     }
-    Ok(Note::normal("RevisionsDeleted", message))
-}
-
-/// In sync when the revision was registered from the same content (its hash tag), or, for
-/// revisions registered elsewhere, when its normalised content equals the desired one.
-fn in_sync(td: &TaskDefinition, tags: &BTreeMap<String, String>, hash: &str, content: &Value) -> bool {
-    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash) || observed_content(td).as_ref() == Some(content)
-}
-
-fn observed_content(td: &TaskDefinition) -> Option<Value> {
-    from_sdk::<_, RegisterTaskDefinitionInput>(td)
-        .ok()
-        .map(|input| task_definition_content(&input))
-}
-
-/// Top-level fields (and container.field for containers) that differ, for Events.
-fn changed_fields(old: &TaskDefinition, new: &Value) -> Vec<String> {
-    let Some(old) = observed_content(old) else {
-        return vec!["content".into()];
-    };
-    let (Value::Object(old), Value::Object(new)) = (&old, new) else {
-        return vec!["content".into()];
-    };
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut changed = vec![];
-    for key in keys {
-        let (a, b) = (old.get(key), new.get(key));
-        if a == b {
-            continue;
-        }
-        if key == "containerDefinitions" {
-            changed.extend(container_changes(a, b));
-        } else {
-            changed.push(key.clone());
-        }
-    }
-    if changed.is_empty() {
-        changed.push("content".into());
-    }
-    changed
-}
-
-fn container_changes(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
-    let by_name = |v: Option<&Value>| -> BTreeMap<String, Value> {
-        v.and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), c.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (old, new) = (by_name(old), by_name(new));
-    let mut changed = vec![];
-    for (name, container) in &new {
-        match old.get(name) {
-            None => changed.push(format!("containerDefinitions[{name}] added")),
-            Some(before) => {
-                let (Some(a), Some(b)) = (before.as_object(), container.as_object()) else {
-                    continue;
-                };
-                let mut fields: Vec<&String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
-                fields.sort();
-                fields.dedup();
-                changed.extend(fields.into_iter().map(|f| format!("containerDefinitions[{name}].{f}")));
-            }
-        }
-    }
-    changed.extend(
-        old.keys()
-            .filter(|n| !new.contains_key(*n))
-            .map(|n| format!("containerDefinitions[{n}] removed")),
-    );
-    changed
+    retirement
 }
 
 fn arn_of(td: &TaskDefinition) -> String {
@@ -495,9 +540,57 @@ mod tests {
             .then_output(|| DeleteTaskDefinitionsOutput::builder().build());
         let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&deregister, &delete]));
         let revisions: Vec<i32> = (1..=23).collect();
-        retire(&ecs, "web", &revisions).await.expect("retire");
+        let retirement = retire(&ecs, "web", &revisions, RetiredRevisions::Delete).await;
+        assert_eq!(retirement.retired, revisions);
         assert_eq!(*batches.lock().expect("lock"), vec![10, 10, 3]);
         assert_eq!(deregister.num_calls(), 23);
+    }
+
+    #[tokio::test]
+    async fn what_ecs_refuses_to_retire_stays_and_says_why() {
+        use aws_sdk_ecs::types::Failure;
+        let deregister = mock!(Client::deregister_task_definition)
+            .match_requests(|req| req.task_definition() != Some("web:2"))
+            .then_output(|| DeregisterTaskDefinitionOutput::builder().build());
+        let denied = mock!(Client::deregister_task_definition)
+            .match_requests(|req| req.task_definition() == Some("web:2"))
+            .sequence()
+            .http_status(
+                400,
+                Some(
+                    r#"{"__type":"AccessDeniedException","message":"not authorized to perform: ecs:DeregisterTaskDefinition"}"#
+                        .into(),
+                ),
+            )
+            .build();
+        let delete = mock!(Client::delete_task_definitions).then_output(|| {
+            DeleteTaskDefinitionsOutput::builder()
+                .failures(
+                    Failure::builder()
+                        .arn("arn:aws:ecs:us-east-1:1:task-definition/web:3")
+                        .reason("The specified task definition is still in ACTIVE status.")
+                        .build(),
+                )
+                .build()
+        });
+        let ecs = Ecs::unlimited(mock_client!(
+            aws_sdk_ecs,
+            RuleMode::MatchAny,
+            &[&deregister, &denied, &delete]
+        ));
+        let retirement = retire(&ecs, "web", &[1, 2, 3], RetiredRevisions::Delete).await;
+        assert_eq!(retirement.retired, vec![1]);
+        assert!(
+            retirement.failures.iter().any(|f| f.contains("AccessDenied")),
+            "{:?}",
+            retirement.failures
+        );
+        assert!(
+            retirement.failures.iter().any(|f| f.contains("web:3")),
+            "{:?}",
+            retirement.failures
+        );
+        assert!(retirement.notes.iter().any(|n| n.warning && n.reason == "RetireFailed"));
     }
 
     #[tokio::test]

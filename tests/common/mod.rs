@@ -604,10 +604,15 @@ pub fn set_timing(cluster: &str, rollout: f64, draining: f64, recreate_blocked: 
 
 /// The next `times` calls of `operation` naming `cluster` fail with ECS's `code` and `message`.
 pub fn inject_error(operation: &str, cluster: &str, code: &str, message: &str, times: u32) {
-    endpoint_control(
-        "/_ecs_operator/inject",
-        serde_json::json!({"operation": operation, "cluster": cluster, "code": code, "message": message, "times": times}),
-    );
+    inject_error_where(operation, ("cluster", cluster), code, message, times);
+}
+
+/// The next `times` calls of `operation` whose request member `key` is `value` (e.g.
+/// ("family", "web")) fail with ECS's `code` and `message`.
+pub fn inject_error_where(operation: &str, (key, value): (&str, &str), code: &str, message: &str, times: u32) {
+    let mut fault = serde_json::json!({"operation": operation, "code": code, "message": message, "times": times});
+    fault[key] = serde_json::json!(value);
+    endpoint_control("/_ecs_operator/inject", fault);
 }
 
 /// From now on, deployments whose images, subnets, security groups or target groups

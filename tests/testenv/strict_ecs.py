@@ -18,7 +18,8 @@ moto's handlers for the service operations are replaced (see `apply`); everythin
 moto's own. Tests steer the endpoint over HTTP (see ecs_endpoint.py):
 
 - timing per cluster (`POST /_ecs_operator/timing`), defaults from STRICT_ECS_* variables;
-- errors injected for the next calls of an operation in a cluster (`/_ecs_operator/inject`);
+- errors injected for the next calls of an operation, by cluster or family
+  (`/_ecs_operator/inject`);
 - values declared broken (`/_ecs_operator/broken`): a deployment whose task definition
   images, subnets, security groups or target groups mention one cannot start its tasks,
   as an image whose tag moved to a crashing build, or a network tasks cannot leave. An
@@ -26,6 +27,7 @@ moto's own. Tests steer the endpoint over HTTP (see ecs_endpoint.py):
 """
 import collections
 import copy
+import hashlib
 import os
 import threading
 import time
@@ -74,7 +76,8 @@ def set_timing(body):
 
 def inject(body):
     """`{"operation": "CreateService", "cluster": name, "code": ..., "message": ..., "times": n}`:
-    the next n calls of the operation naming that cluster fail so."""
+    the next n calls of the operation whose request has those other members (cluster,
+    family, ...; an ARN matches by its last part) fail so."""
     with LOCK:
         INJECTED.append(dict(body, times=int(body.get("times", 1))))
 
@@ -87,10 +90,15 @@ def declare_broken(body):
 
 def injected_error(operation, request):
     """The (code, message) an injected fault answers this call with, if any."""
-    cluster = str(request.get("cluster", "default")).split("/")[-1]
+    def member(key):
+        default = "default" if key == "cluster" else ""
+        return str(request.get(key, default)).split("/")[-1]
+
     with LOCK:
         for fault in INJECTED:
-            if fault["operation"] == operation and fault.get("cluster") in (None, cluster) and fault["times"] > 0:
+            wanted = {k: v for k, v in fault.items() if k not in ("operation", "code", "message", "times")}
+            if fault["operation"] == operation and fault["times"] > 0 and all(
+                    member(k) == v for k, v in wanted.items()):
                 fault["times"] -= 1
                 return fault["code"], fault["message"]
     return None
@@ -462,6 +470,134 @@ def first_task_set(backend, service, request):
     service.task_sets = [task_set]
 
 
+# ------------------------------------------------------------------ clusters
+class ResourceInUseException(ECSException):
+    def __init__(self, message):
+        super().__init__("ResourceInUseException", message)
+
+
+class UpdateInProgressException(ECSException):
+    def __init__(self, message):
+        super().__init__("UpdateInProgressException", message)
+
+
+def namespace_as_ecs_reports_it(backend, defaults):
+    """ClusterServiceConnectDefaultsRequest.namespace (botocore): "If you enter a new name, a
+    Cloud Map namespace will be created"; ECS reports the namespace by its ARN. "If you update
+    the cluster with an empty string "" for the namespace name, the cluster configuration for
+    Service Connect is removed. Note that the namespace will remain in Cloud Map"."""
+    if defaults is None:
+        return None
+    name = defaults.get("namespace", "")
+    if name == "":
+        return None
+    if name.startswith("arn:"):
+        return {"namespace": name}
+    digest = hashlib.sha256(f"{backend.account_id}/{backend.region_name}/{name}".encode()).hexdigest()[:16]
+    return {"namespace": f"arn:aws:servicediscovery:{backend.region_name}:{backend.account_id}:namespace/ns-{digest}"}
+
+
+def reject_removing_a_provider_in_use(backend, cluster, providers):
+    """PutClusterCapacityProviders: "You can only disassociate an existing capacity provider
+    from a cluster if it's not being used by any existing tasks" (ResourceInUseException,
+    "The specified resource is in-use and can't be removed.")."""
+    if providers is None:
+        return
+    removed = set(cluster.capacity_providers or []) - set(providers)
+    for service in backend.services.values():
+        if service.cluster_name == cluster.name and service.status in ("ACTIVE", "DRAINING"):
+            used = {i["capacityProvider"] for i in service.capacity_provider_strategy or []}
+            if used & removed:
+                raise ResourceInUseException(
+                    f"The specified capacity provider {sorted(used & removed)[0]} is in use and can't be removed.")
+
+
+def reject_while_attaching(cluster):
+    """A PutClusterCapacityProviders while the last one is still being attached
+    (attachmentsStatus UPDATE_IN_PROGRESS) is refused with UpdateInProgressException, one of
+    the operation's documented errors."""
+    advance_attachments(cluster)
+    if getattr(cluster, "attachments_status", None) == "UPDATE_IN_PROGRESS":
+        raise UpdateInProgressException(
+            "The capacity providers of the cluster are being updated. Try again when the update is complete.")
+
+
+def start_attaching(cluster):
+    """Cluster.attachmentsStatus: UPDATE_IN_PROGRESS "The available capacity providers for the
+    cluster are updating", then UPDATE_COMPLETE, or UPDATE_FAILED; the attachments name each
+    provider. A provider the test declared broken fails to attach."""
+    providers = cluster.capacity_providers or []
+    cluster.attachments_status = "UPDATE_IN_PROGRESS"
+    cluster.attachments = [
+        {"id": f"att-{mock_random.randint(0, 32**8)}", "type": "as_policy", "status": "PRECREATED",
+         "details": [{"name": "capacityProviderName", "value": provider}]}
+        for provider in providers if provider not in ("FARGATE", "FARGATE_SPOT")]
+    cluster.strict_attaching_since = time.monotonic()
+
+
+def advance_attachments(cluster):
+    since = getattr(cluster, "strict_attaching_since", None)
+    if since is None or time.monotonic() - since < timing_of(cluster.name).rollout:
+        return
+    cluster.strict_attaching_since = None
+    failed = [p for p in cluster.capacity_providers or [] if p in BROKEN]
+    for attachment in cluster.attachments:
+        provider = attachment["details"][0]["value"]
+        attachment["status"] = "FAILED" if provider in failed else "CREATED"
+        if provider in failed:
+            attachment["details"].append({"name": "reason", "value": "the Auto Scaling group could not be found"})
+    cluster.attachments_status = "UPDATE_FAILED" if failed else "UPDATE_COMPLETE"
+
+
+def patch_clusters():
+    backend_class = models.EC2ContainerServiceBackend
+    original_create = backend_class.create_cluster
+    original_update = backend_class.update_cluster
+    original_put = backend_class.put_cluster_capacity_providers
+    original_describe = backend_class.describe_clusters
+
+    def create_cluster(backend, cluster_name, tags=None, cluster_settings=None, configuration=None,
+                       capacity_providers=None, default_capacity_provider_strategy=None,
+                       service_connect_defaults=None):
+        with LOCK:
+            cluster = original_create(backend, cluster_name, tags, cluster_settings, configuration,
+                                      capacity_providers, default_capacity_provider_strategy,
+                                      namespace_as_ecs_reports_it(backend, service_connect_defaults))
+            cluster.attachments = []
+            cluster.attachments_status = None
+            if capacity_providers:
+                start_attaching(cluster)
+            return cluster
+
+    def update_cluster(backend, cluster_name, cluster_settings, configuration, service_connect_defaults):
+        with LOCK:
+            cluster = original_update(backend, cluster_name, cluster_settings, configuration, None)
+            if service_connect_defaults is not None:
+                cluster.service_connect_defaults = namespace_as_ecs_reports_it(backend, service_connect_defaults)
+            return cluster
+
+    def put_cluster_capacity_providers(backend, cluster_name, capacity_providers, default_capacity_provider_strategy):
+        with LOCK:
+            cluster = backend._get_cluster(cluster_name)
+            reject_while_attaching(cluster)
+            reject_removing_a_provider_in_use(backend, cluster, capacity_providers)
+            cluster = original_put(backend, cluster_name, capacity_providers, default_capacity_provider_strategy)
+            start_attaching(cluster)
+            return cluster
+
+    def describe_clusters(backend, *args, **kwargs):
+        with LOCK:
+            clusters, failures = original_describe(backend, *args, **kwargs)
+            for cluster in clusters:
+                advance_attachments(cluster)
+            return clusters, failures
+
+    backend_class.create_cluster = create_cluster
+    backend_class.update_cluster = update_cluster
+    backend_class.put_cluster_capacity_providers = put_cluster_capacity_providers
+    backend_class.describe_clusters = describe_clusters
+
+
 # ------------------------------------------------------------------ handlers
 # CreateService members moto's backend takes as arguments; the rest are kept as attributes.
 _MODELLED_BY_MOTO = {
@@ -645,3 +781,4 @@ def apply():
             return original_delete_cluster(backend, cluster_str)
 
     models.EC2ContainerServiceBackend.delete_cluster = delete_cluster
+    patch_clusters()

@@ -104,6 +104,12 @@ def one_line(doc):
     return line.replace("[", "(").replace("]", ")") or "See the ECS API reference."
 
 
+def is_document(shape):
+    """botocore's "document" members (e.g. a lifecycle hook's hookDetails) are free-form
+    JSON: any value, kept as written (x-kubernetes-preserve-unknown-fields), not a struct."""
+    return shape.type_name == "structure" and shape.metadata.get("document", False)
+
+
 def type_name(shape):
     return RUST_NAMES.get(shape.name, shape.name)
 
@@ -116,7 +122,7 @@ class Generator:
         self.seen = set()
 
     def visit(self, shape):
-        if shape.name in self.seen:
+        if shape.name in self.seen or is_document(shape):
             return
         if shape.type_name == "structure":
             self.seen.add(shape.name)
@@ -134,6 +140,8 @@ class Generator:
 
     def rust_type(self, shape):
         kind = shape.type_name
+        if is_document(shape):
+            return "serde_json::Value"
         if kind == "structure":
             return type_name(shape)
         if kind == "list":
@@ -178,6 +186,8 @@ class Generator:
                 out.append(f'    #[serde(rename = "{member}")]')
             if key in MAX_ITEMS:
                 out.append(f"    #[schemars(length(max = {MAX_ITEMS[key]}))]")
+            if is_document(target):
+                out.append('    #[schemars(schema_with = "crate::api::free_form")]')
             if target.type_name in ("integer", "long") and key not in SIGNED:
                 out.append("    #[schemars(range(min = 0))]")
             rust = self.rust_type(target)
