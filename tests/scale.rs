@@ -153,3 +153,94 @@ async fn every_ecs_call_waits_for_the_rate_limiter() {
     }
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn fifty_families_through_three_changes_register_once_each_and_spare_revisions_in_use() {
+    const FAMILIES: usize = 50;
+    const PINNED: usize = 10;
+    let client = admin_client().await;
+    let ns = namespace(&client, "scale-retire").await;
+    // NB: ECS's registration bucket (1 per second) would make this 3 minutes of waiting;
+    // what is measured here is how many calls, not how fast.
+    let _operator = Operator::start_with(&ns, &["--ecs-rate-limits", "off"]);
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let task_definitions: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    let family = |i: usize| format!("{ns}-app-{i}");
+    let revision_spec = |i: usize, image: &str| {
+        object(
+            "EcsTaskDefinition",
+            &format!("app-{i}"),
+            json!({"family": family(i), "revisionHistoryLimit": 1, "retiredRevisions": "Delete",
+                   "containerDefinitions": [{"name": "app", "image": image, "memory": 128}]}),
+        )
+    };
+    apply_json(
+        &clusters,
+        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+    )
+    .await;
+    for i in 0..FAMILIES {
+        apply_json(&task_definitions, &revision_spec(i, "app:1")).await;
+    }
+    every_one_ready(&task_definitions, FAMILIES).await;
+    // The first ten families each have a service pinned to revision 1.
+    for i in 0..PINNED {
+        let spec = json!({"clusterRef": {"name": "main"}, "taskDefinition": format!("{}:1", family(i)), "desiredCount": 1});
+        apply_json(&services, &object("EcsService", &format!("pinned-{i}"), spec)).await;
+    }
+    every_one_ready(&services, PINNED).await;
+    let started = Instant::now();
+    for change in 2..=4 {
+        for i in 0..FAMILIES {
+            apply_json(&task_definitions, &revision_spec(i, &format!("app:{change}"))).await;
+        }
+        every_one_ready(&task_definitions, FAMILIES).await;
+    }
+    wait_for("history settled: [1, 4] where pinned, [4] elsewhere", 120, || async {
+        let list = task_definitions.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|td| {
+                let pinned = td.metadata.name.as_deref().is_some_and(|n| {
+                    n.strip_prefix("app-")
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .is_some_and(|i| i < PINNED)
+                });
+                let active = td.status.as_ref().map(|s| s.active_revisions.clone()).unwrap_or_default();
+                active == if pinned { vec![1, 4] } else { vec![4] }
+            })
+            .then_some(())
+    })
+    .await;
+    let calls = ecs_calls(&ns);
+    assert_eq!(calls_of(&calls, "RegisterTaskDefinition"), (FAMILIES * 4) as u64, "{calls:?}");
+    let ecs = common::ecs_client();
+    for i in 0..FAMILIES {
+        let status = |revision: i32| {
+            let ecs = ecs.clone();
+            let name = format!("{}:{revision}", family(i));
+            async move {
+                match ecs.describe_task_definition().task_definition(&name).send().await {
+                    Ok(out) => out
+                        .task_definition()
+                        .and_then(|t| t.status())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    Err(_) => "GONE".to_string(),
+                }
+            }
+        };
+        let first = status(1).await;
+        assert_eq!(first == "ACTIVE", i < PINNED, "family {i}: revision 1 is {first}");
+        for retired in [2, 3] {
+            assert_eq!(status(retired).await, "GONE", "family {i} revision {retired}");
+        }
+    }
+    eprintln!(
+        "50 task definitions (10 with a service pinned to revision 1), 3 changes each, revisionHistoryLimit 1, \
+         retiredRevisions Delete: {:.1} s for the changes; ECS calls of the whole test: {calls:?}",
+        started.elapsed().as_secs_f64()
+    );
+    delete_namespace(&client, &ns).await;
+}

@@ -506,3 +506,39 @@ async fn a_registration_racing_another_is_retried_and_registers_once() {
     );
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn a_revision_ecs_refuses_to_retire_stays_says_why_and_is_retried() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "td-refused").await;
+    let family = format!("{ns}-web");
+    let api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    // NB: resyncs 3 s apart, so that the pass that was refused can be read before the next.
+    let _operator = Operator::start_with(&ns, &["--resync-seconds", "3"]);
+    let limit = json!({"revisionHistoryLimit": 1});
+    apply_json(&api, &task_definition("web", &family, "web:1", limit.clone())).await;
+    ready(&api, "web", 60).await;
+    inject_error_where(
+        "DeregisterTaskDefinition",
+        ("taskDefinition", &format!("{family}:1")),
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/ecs-operator/x is not authorized to perform: ecs:DeregisterTaskDefinition",
+        1,
+    );
+    apply_json(&api, &task_definition("web", &family, "web:2", limit)).await;
+    let obj = ready(&api, "web", 60).await;
+    let status = obj.status.expect("status");
+    assert_eq!(status.revision, Some(2), "the new revision reaches status regardless");
+    assert_eq!(status.active_revisions, vec![1, 2], "the refused revision stays in status");
+    let (_, _, message) = condition(&status.common.conditions, "Ready").expect("Ready");
+    assert!(message.contains("AccessDeniedException"), "{message}");
+    event(&client, &ns, "web", "RetireFailed", "AccessDeniedException").await;
+    // The next pass (a resync) tries again and succeeds.
+    wait_for("revision 1 retired on a later pass", 30, || async {
+        (api.get("web").await.ok()?.status?.active_revisions == [2]).then_some(())
+    })
+    .await;
+    assert_eq!(ecs_revision(&format!("{family}:1")).await.0, "INACTIVE");
+    assert_eq!(calls_of(&ecs_calls(&ns), "DeregisterTaskDefinition"), 2, "refused once, then done");
+    delete_namespace(&client, &ns).await;
+}
