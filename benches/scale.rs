@@ -6,7 +6,8 @@
 //! - time until every object is Ready, and for real limits its ratio to the floor those
 //!   limits impose (N registrations at 1/s after a burst of 20, ...);
 //! - ECS calls per converged object by operation, counted by the ECS endpoint;
-//! - Kubernetes writes per object, counted by the kube-apiserver's own metrics;
+//! - Kubernetes writes per object, and GETs of the clusters and task definitions services
+//!   refer to, counted by the kube-apiserver's own metrics;
 //! - the operator's CPU seconds and peak RSS, from /proc;
 //! - an idle window of several resync intervals: ECS calls per object per hour, and ECS
 //!   and Kubernetes writes (both must be 0).
@@ -53,6 +54,9 @@ struct Run {
     ecs_writes_per_service_besides_registration: f64,
     kube_writes_to_ready: BTreeMap<String, u64>,
     kube_writes_per_object_to_ready: f64,
+    /// GETs of the EcsClusters and EcsTaskDefinitions services refer to, on the way to Ready.
+    reference_gets_to_ready: BTreeMap<String, u64>,
+    reference_gets_per_service_to_ready: f64,
     cpu_seconds_to_ready: f64,
     cpu_ms_per_object_to_ready: f64,
     peak_rss_mib: f64,
@@ -137,6 +141,36 @@ async fn object_writes(client: &Client) -> BTreeMap<String, u64> {
     writes
 }
 
+/// Reads of the kinds services refer to (GET of an EcsCluster or EcsTaskDefinition) and LISTs
+/// of EcsServices, from the kube-apiserver's own /metrics. The operator's watches and the
+/// benchmark's own readiness polls are LISTs and WATCHes of other verbs or kinds.
+async fn reference_reads(client: &Client) -> BTreeMap<String, u64> {
+    let request = http::Request::get("/metrics").body(vec![]).expect("request");
+    let text = client.request_text(request).await.expect("apiserver /metrics");
+    let mut reads = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_string())
+        };
+        let (Some(group), Some(resource), Some(verb)) = (label("group"), label("resource"), label("verb")) else {
+            continue;
+        };
+        let referenced = ["ecsclusters", "ecstaskdefinitions"].contains(&resource.as_str()) && verb == "GET";
+        if group != "ecs.operator.dev" || !referenced || label("subresource").is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let count = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64;
+        *reads.entry(format!("{verb} {resource}")).or_insert(0) += count;
+    }
+    reads
+}
+
 /// Writes of Events in the namespace: one create each, plus one patch per repeat folded
 /// into its series.
 async fn event_writes(client: &Client, namespace: &str) -> u64 {
@@ -202,6 +236,7 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let td_api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
     let service_api: Api<EcsService> = Api::namespaced(client.clone(), &ns);
     let writes_before = kube_writes(&client, &ns).await;
+    let reads_before = reference_reads(&client).await;
     let started = Instant::now();
 
     let cluster_objects = (0..clusters)
@@ -258,6 +293,7 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let cpu_to_ready = cpu_seconds(pid);
     let calls_to_ready = ecs_calls(&ns);
     let writes_to_ready = difference(&kube_writes(&client, &ns).await, &writes_before);
+    let reads_to_ready = difference(&reference_reads(&client).await, &reads_before);
     eprintln!("bench: all {total} Ready after {seconds_to_ready:.1} s; idle for {idle_resyncs} resyncs");
 
     // Idle: let the in-flight passes settle for one interval, then count over several.
@@ -305,6 +341,8 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         ecs_calls_to_ready: calls_to_ready,
         kube_writes_per_object_to_ready: writes_to_ready.values().sum::<u64>() as f64 / objects as f64,
         kube_writes_to_ready: writes_to_ready,
+        reference_gets_per_service_to_ready: reads_to_ready.values().sum::<u64>() as f64 / services as f64,
+        reference_gets_to_ready: reads_to_ready,
         cpu_seconds_to_ready: cpu_to_ready,
         cpu_ms_per_object_to_ready: cpu_to_ready * 1000.0 / objects as f64,
         peak_rss_mib: peak_rss,
@@ -376,6 +414,9 @@ fn print_table(runs: &[Run]) {
             r.kube_writes_to_ready.get(kind).copied().unwrap_or(0).to_string()
         });
     }
+    row("GETs of referenced objects per service", &|r| {
+        format!("{:.2}", r.reference_gets_per_service_to_ready)
+    });
     row("operator CPU to Ready (s)", &|r| {
         format!("{:.2}", r.cpu_seconds_to_ready)
     });

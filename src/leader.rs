@@ -1,13 +1,20 @@
 //! Leader election on a coordination.k8s.io Lease, so that two replicas can run and only
 //! one reconciles. The leader renews the lease every third of its duration; a standby takes
-//! it over once it has not been renewed for a whole duration; the leader releases it on
-//! shutdown so that the standby need not wait.
+//! it over once it has not seen the lease change for a whole duration; the leader releases
+//! it on shutdown so that the standby need not wait.
+//!
+//! Expiry is judged as client-go does, by this replica's own clock: the local time at which
+//! it last saw the lease record change, never the holder's `renewTime`, which was written
+//! with another node's clock (skew between nodes would make two leaders, or none).
 
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use tracing::{info, warn};
@@ -18,6 +25,26 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     duration: Duration,
+    observed: Mutex<Observed>,
+}
+
+/// The lease record as last seen, and when (this replica's clock) it was first seen so.
+#[derive(Default)]
+pub struct Observed {
+    record: Option<LeaseSpec>,
+    since: Option<Instant>,
+}
+
+impl Observed {
+    /// Notes the record read now; true when it has not changed for `duration` (the
+    /// holder stopped renewing). A record seen for the first time counts from now.
+    pub fn expired(&mut self, record: &LeaseSpec, now: Instant, duration: Duration) -> bool {
+        if self.record.as_ref() != Some(record) {
+            self.record = Some(record.clone());
+            self.since = Some(now);
+        }
+        self.since.is_some_and(|since| now.duration_since(since) >= duration)
+    }
 }
 
 impl LeaderElector {
@@ -28,6 +55,7 @@ impl LeaderElector {
             name: name.into(),
             identity: identity.into(),
             duration,
+            observed: Mutex::new(Observed::default()),
         }
     }
 
@@ -118,10 +146,16 @@ impl LeaderElector {
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => renewed.0 + SignedDuration::from_secs(i64::from(secs)) < now,
-            _ => true,
-        };
+        // NB: the holder's own duration, as client-go; ours when it states none.
+        let duration = spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(self.duration, Duration::from_secs);
+        let expired = self
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expired(spec, Instant::now(), duration);
         if !(mine || free || expired) {
             return Ok(false);
         }
@@ -144,4 +178,50 @@ impl LeaderElector {
 
 fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(holder: &str, renewed: &str) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(renewed.parse().expect("time"))),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_renewed_with_a_clock_far_behind_is_not_expired() {
+        let mut observed = Observed::default();
+        let duration = Duration::from_secs(15);
+        // The holder's clock is a year behind, but it renews every 5 s: never expired.
+        for i in 0..12 {
+            let renewed = format!("2025-11-30T10:00:{:02}Z", i * 5);
+            assert!(
+                !observed.expired(&record("a", &renewed), Instant::now(), duration),
+                "renewal {i}"
+            );
+            tokio::time::advance(Duration::from_secs(5)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_stops_changing_expires_after_its_duration_on_our_clock() {
+        let mut observed = Observed::default();
+        let duration = Duration::from_secs(15);
+        // renewTime says it was renewed just now (its node's clock is ahead): it still
+        // expires 15 s after it stops changing.
+        let stale = record("a", "2099-01-01T00:00:00Z");
+        assert!(
+            !observed.expired(&stale, Instant::now(), duration),
+            "first seen: counts from now"
+        );
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!observed.expired(&stale, Instant::now(), duration));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(observed.expired(&stale, Instant::now(), duration));
+    }
 }

@@ -10,6 +10,7 @@ use ecs_operator::api;
 use ecs_operator::ecs::client::EcsClients;
 use ecs_operator::ecs::limits::RateLimits;
 use ecs_operator::leader::LeaderElector;
+use ecs_operator::reconcile::LabelSelector;
 use ecs_operator::reconcile::{self, Context, Settings};
 use ecs_operator::server::{self, Health};
 use ecs_operator::telemetry::{self, LogFormat, Metrics};
@@ -43,7 +44,7 @@ struct RunArgs {
     /// Reconcile only objects with these labels (e.g. `shard=a`), to split objects across
     /// several operator deployments.
     #[arg(long, env = "ECS_OPERATOR_SELECTOR")]
-    selector: Option<String>,
+    selector: Option<LabelSelector>,
     /// Default AWS region for objects without spec.region (default: the SDK's, e.g. AWS_REGION).
     #[arg(long, env = "ECS_OPERATOR_REGION")]
     region: Option<String>,

@@ -126,3 +126,134 @@ async fn only_the_leader_reconciles_and_the_standby_takes_over_when_it_dies() {
     drop(first);
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn a_standby_judges_the_lease_by_its_own_clock_not_the_holders() {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-skew").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // A holder whose clock is years behind: its renewTime is always long past.
+    let lease = |second: u32| Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("ecs-operator".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("skewed-holder".into()),
+            lease_duration_seconds: Some(3),
+            renew_time: Some(MicroTime(
+                format!("2020-01-01T00:{:02}:{:02}Z", second / 60, second % 60)
+                    .parse()
+                    .expect("time"),
+            )),
+            ..Default::default()
+        }),
+    };
+    leases
+        .create(&Default::default(), &lease(0))
+        .await
+        .expect("create the lease");
+    let renewing = tokio::spawn({
+        let leases = leases.clone();
+        async move {
+            for second in 1..=10u32 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let mut current = leases.get("ecs-operator").await.expect("lease");
+                current.spec = lease(second).spec;
+                leases
+                    .replace("ecs-operator", &Default::default(), &current)
+                    .await
+                    .expect("renew");
+            }
+        }
+    });
+    let me = format!("{ns}-standby");
+    let _standby = Operator::start_as(
+        &ns,
+        &me,
+        &[
+            "--leader-elect",
+            "--leader-election-namespace",
+            &ns,
+            "--lease-name",
+            "ecs-operator",
+            "--lease-seconds",
+            "3",
+            "--identity",
+            &me,
+        ],
+    );
+    // While the holder renews (10 s, over three lease durations), it keeps the lease.
+    renewing.await.expect("renewing");
+    assert_eq!(
+        lease_holder(&leases, "ecs-operator").await.as_deref(),
+        Some("skewed-holder"),
+        "a renewed lease is not taken over, whatever its renewTime says"
+    );
+    // It stops renewing: the standby takes over about a lease duration later.
+    let stopped = std::time::Instant::now();
+    wait_for("the standby to take over", 20, || async {
+        (lease_holder(&leases, "ecs-operator").await? == me).then_some(())
+    })
+    .await;
+    assert!(
+        stopped.elapsed() >= std::time::Duration::from_secs(2),
+        "not before the lease had a chance to expire: {:?}",
+        stopped.elapsed()
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn failed_and_stalled_reconciles_are_counted_in_metrics() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-outcomes").await;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _operator = Operator::start_with(&ns, &["--metrics-address", &address, "--health-address", &address]);
+
+    // Throttled: more attempts than the SDK makes (3), so that one reconcile fails.
+    common::inject_error_where(
+        "CreateCluster",
+        ("clusterName", &format!("{ns}-main")),
+        "ThrottlingException",
+        "Rate exceeded",
+        3,
+    );
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    apply_json(&clusters, &cluster(&ns, "main")).await;
+    ready(&clusters, "main", 60).await;
+    // Rejected: a task definition ECS does not have.
+    let services: Api<ecs_operator::api::EcsService> = Api::namespaced(client.clone(), &ns);
+    let rejected = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService", "metadata": {"name": "web"},
+                          "spec": {"clusterRef": {"name": "main"}, "taskDefinition": format!("{ns}-nothing:1"), "desiredCount": 1}});
+    apply_json(&services, &rejected).await;
+
+    let metrics = wait_for("the stalled reconcile in /metrics", 30, || async {
+        let (code, body) = http_get(port, "/metrics")?;
+        let stalled = sample(
+            &body,
+            r#"ecs_operator_reconciles_total{kind="EcsService",outcome="stalled"}"#,
+        );
+        (code == 200 && stalled.is_some_and(|n| n >= 1.0)).then_some(body)
+    })
+    .await;
+    let failed = sample(
+        &metrics,
+        r#"ecs_operator_reconciles_total{kind="EcsCluster",outcome="error"}"#,
+    );
+    assert!(failed.is_some_and(|n| n >= 1.0), "{metrics}");
+    let throttled = sample(
+        &metrics,
+        r#"ecs_operator_ecs_api_calls_total{operation="CreateCluster",outcome="throttled"}"#,
+    );
+    assert_eq!(throttled, Some(3.0), "{metrics}");
+    let timed = sample(
+        &metrics,
+        r#"ecs_operator_reconcile_duration_seconds_count{kind="EcsService"}"#,
+    );
+    assert!(timed.is_some_and(|n| n >= 1.0), "{metrics}");
+    delete_namespace(&client, &ns).await;
+}

@@ -186,7 +186,8 @@ async fn fifty_families_through_three_changes_register_once_each_and_spare_revis
     every_one_ready(&task_definitions, FAMILIES).await;
     // The first ten families each have a service pinned to revision 1.
     for i in 0..PINNED {
-        let spec = json!({"clusterRef": {"name": "main"}, "taskDefinition": format!("{}:1", family(i)), "desiredCount": 1});
+        let spec =
+            json!({"clusterRef": {"name": "main"}, "taskDefinition": format!("{}:1", family(i)), "desiredCount": 1});
         apply_json(&services, &object("EcsService", &format!("pinned-{i}"), spec)).await;
     }
     every_one_ready(&services, PINNED).await;
@@ -207,14 +208,22 @@ async fn fifty_families_through_three_changes_register_once_each_and_spare_revis
                         .and_then(|i| i.parse::<usize>().ok())
                         .is_some_and(|i| i < PINNED)
                 });
-                let active = td.status.as_ref().map(|s| s.active_revisions.clone()).unwrap_or_default();
+                let active = td
+                    .status
+                    .as_ref()
+                    .map(|s| s.active_revisions.clone())
+                    .unwrap_or_default();
                 active == if pinned { vec![1, 4] } else { vec![4] }
             })
             .then_some(())
     })
     .await;
     let calls = ecs_calls(&ns);
-    assert_eq!(calls_of(&calls, "RegisterTaskDefinition"), (FAMILIES * 4) as u64, "{calls:?}");
+    assert_eq!(
+        calls_of(&calls, "RegisterTaskDefinition"),
+        (FAMILIES * 4) as u64,
+        "{calls:?}"
+    );
     let ecs = common::ecs_client();
     for i in 0..FAMILIES {
         let status = |revision: i32| {

@@ -529,7 +529,11 @@ async fn a_revision_ecs_refuses_to_retire_stays_says_why_and_is_retried() {
     let obj = ready(&api, "web", 60).await;
     let status = obj.status.expect("status");
     assert_eq!(status.revision, Some(2), "the new revision reaches status regardless");
-    assert_eq!(status.active_revisions, vec![1, 2], "the refused revision stays in status");
+    assert_eq!(
+        status.active_revisions,
+        vec![1, 2],
+        "the refused revision stays in status"
+    );
     let (_, _, message) = condition(&status.common.conditions, "Ready").expect("Ready");
     assert!(message.contains("AccessDeniedException"), "{message}");
     event(&client, &ns, "web", "RetireFailed", "AccessDeniedException").await;
@@ -539,6 +543,10 @@ async fn a_revision_ecs_refuses_to_retire_stays_says_why_and_is_retried() {
     })
     .await;
     assert_eq!(ecs_revision(&format!("{family}:1")).await.0, "INACTIVE");
-    assert_eq!(calls_of(&ecs_calls(&ns), "DeregisterTaskDefinition"), 2, "refused once, then done");
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "DeregisterTaskDefinition"),
+        2,
+        "refused once, then done"
+    );
     delete_namespace(&client, &ns).await;
 }

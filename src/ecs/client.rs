@@ -16,6 +16,9 @@ use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+
+use super::error::{EcsError, ErrorClass};
 use super::limits::{RateLimiter, RateLimits};
 use crate::telemetry::Metrics;
 
@@ -31,7 +34,8 @@ pub struct EcsClients {
 }
 
 /// The ECS client of one account and region, with the rate limiter every call of that
-/// account and region shares. Derefs to the SDK client: call [`Ecs::permit`] before `send()`.
+/// account and region shares. Every call goes through [`Ecs::call`]; the SDK client itself
+/// is not reachable from outside this module.
 #[derive(Clone)]
 pub struct Ecs {
     client: aws_sdk_ecs::Client,
@@ -49,11 +53,37 @@ impl Ecs {
         }
     }
 
-    /// Waits for the rate limiter to let one call of `operation` through.
-    pub async fn permit(&self, operation: &str) {
+    /// One ECS call, the only way to make one: waits for the rate limiter's permit for
+    /// `operation` (before the SDK signs the request, so a long wait never outlives a
+    /// signature), sends what `send` builds, and turns a failure into an [`EcsError`]
+    /// classified by the error table. Attempts are counted by the client's interceptor.
+    pub async fn call<T, E, R, F, Fut>(&self, operation: &'static str, send: F) -> Result<T, EcsError>
+    where
+        F: FnOnce(&aws_sdk_ecs::Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
         let waited = self.limiter.acquire(operation).await;
         if let Some(metrics) = &self.metrics {
             metrics.rate_limited(operation, waited);
+        }
+        send(&self.client).await.map_err(|e| EcsError::new(operation, e))
+    }
+}
+
+/// Reads a NotFound answer as "absent": `ecs.call(...).await.found()`.
+pub trait Found<T> {
+    /// Some(value), None when ECS says the resource does not exist, or the error.
+    fn found(self) -> Result<Option<T>, EcsError>;
+}
+
+impl<T> Found<T> for Result<T, EcsError> {
+    fn found(self) -> Result<Option<T>, EcsError> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(err) if err.class == ErrorClass::NotFound => Ok(None),
+            Err(err) => Err(err),
         }
     }
 }
@@ -63,14 +93,6 @@ impl std::fmt::Debug for Ecs {
         f.debug_struct("Ecs")
             .field("limiter", &self.limiter)
             .finish_non_exhaustive()
-    }
-}
-
-impl std::ops::Deref for Ecs {
-    type Target = aws_sdk_ecs::Client;
-
-    fn deref(&self) -> &Self::Target {
-        &self.client
     }
 }
 

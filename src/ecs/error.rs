@@ -203,6 +203,20 @@ pub const TABLE: &[Rule] = &[
         class: NotFound,
         why: "how DescribeTaskDefinition says a family or revision does not exist",
     },
+    Rule {
+        code: "ClientException",
+        message: "Unable to describe task definition",
+        operation: "DeregisterTaskDefinition",
+        class: NotFound,
+        why: "the revision to retire is already gone",
+    },
+    Rule {
+        code: "ClientException",
+        message: "does not exist",
+        operation: "DeregisterTaskDefinition",
+        class: NotFound,
+        why: "the revision to retire is already gone",
+    },
     // ECS reuses ClientException and InvalidParameterException for conditions that clear
     // up by themselves; these are retried, not Stalled.
     rule(
@@ -396,9 +410,14 @@ mod tests {
             } else {
                 format!("`{}`", row.message)
             };
+            let code = if row.operation.is_empty() {
+                format!("| `{}` |", row.code)
+            } else {
+                format!("| `{}` (from {}) |", row.code, row.operation)
+            };
             let line = section
                 .lines()
-                .find(|l| l.starts_with(&format!("| `{}`", row.code)) && l.contains(&format!("| {message} |")))
+                .find(|l| l.starts_with(&code) && l.contains(&format!("| {message} |")))
                 .unwrap_or_else(|| panic!("README lacks {row:?}"));
             assert!(line.contains(row.why), "{line} / {row:?}");
         }

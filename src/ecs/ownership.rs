@@ -7,6 +7,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::ecs_types::Tag;
 use crate::ecs::client::Ecs;
+use crate::ecs::error::EcsError;
 
 /// Tag naming the operator.
 pub const MANAGED_BY: &str = "ecs.operator.dev/managed-by";
@@ -112,32 +113,34 @@ impl TagChanges {
 }
 
 /// Applies tag changes to an ECS resource: one TagResource and/or one UntagResource.
-async fn apply_tag_changes(ecs: &Ecs, arn: &str, changes: &TagChanges) -> Result<(), crate::ecs::error::EcsError> {
-    use crate::ecs::error::EcsError;
+async fn apply_tag_changes(ecs: &Ecs, arn: &str, changes: &TagChanges) -> Result<(), EcsError> {
     if !changes.add.is_empty() {
         let tags = changes
             .add
             .iter()
             .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
             .collect();
-        ecs.permit("TagResource").await;
-        ecs.tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| EcsError::new("TagResource", e))?;
+        ecs.call("TagResource", |c| {
+            c.tag_resource().resource_arn(arn).set_tags(Some(tags)).send()
+        })
+        .await?;
     }
     if !changes.remove.is_empty() {
-        ecs.permit("UntagResource").await;
-        ecs.untag_resource()
-            .resource_arn(arn)
-            .set_tag_keys(Some(changes.remove.clone()))
-            .send()
-            .await
-            .map_err(|e| EcsError::new("UntagResource", e))?;
+        let keys = changes.remove.clone();
+        ecs.call("UntagResource", |c| {
+            c.untag_resource().resource_arn(arn).set_tag_keys(Some(keys)).send()
+        })
+        .await?;
     }
     Ok(())
+}
+
+/// The tags a resource is created with: the user's (spec.tags) and the ownership tags,
+/// which win.
+pub fn creation_tags(user: Option<&[Tag]>, ownership: &BTreeMap<String, String>) -> Vec<Tag> {
+    let mut tags = user.map(tag_map).unwrap_or_default();
+    tags.extend(ownership.clone());
+    tag_list(&tags)
 }
 
 /// Brings a resource's tags to the user's (when spec.tags is set) plus the ownership tags,
@@ -149,7 +152,7 @@ pub async fn sync_tags(
     desired_user: Option<&BTreeMap<String, String>>,
     ownership: &BTreeMap<String, String>,
     observed: &BTreeMap<String, String>,
-) -> Result<Option<String>, crate::ecs::error::EcsError> {
+) -> Result<Option<String>, EcsError> {
     let changes = tag_changes(desired_user, ownership, observed);
     if changes.is_empty() {
         return Ok(None);

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
 use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
@@ -15,15 +14,14 @@ use aws_sdk_ecs::operation::update_cluster::UpdateClusterInput as SdkUpdateInput
 use aws_sdk_ecs::types::{Cluster, ClusterField};
 use kube::ResourceExt;
 use serde_json::{Value, json};
-use tracing::debug;
 
-use super::observations::by_account;
+use super::observations::{Observations, observe_in_batches};
 use super::{Context, Error, Managed, Note, Outcome, claim};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
+use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::cluster::{self as planner, Plan, Update};
 
@@ -52,6 +50,11 @@ impl EcsCluster {
 
 impl Managed for EcsCluster {
     type Status = EcsClusterStatus;
+    type Observed = Option<Cluster>;
+
+    fn observations(ctx: &Context) -> &Observations<Self::Observed> {
+        &ctx.observed.clusters
+    }
 
     fn status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
@@ -75,9 +78,7 @@ impl Managed for EcsCluster {
         let mut events = vec![];
 
         // The resync's batched read, when it saw this very cluster; else a read of its own.
-        let snapshot = ctx
-            .observations
-            .take::<Option<Cluster>>(&self.uid().unwrap_or_default());
+        let snapshot = ctx.observed.clusters.take(&self.uid().unwrap_or_default());
         let observed = match snapshot {
             Some(seen) if previous.cluster_arn.is_some() && previous.cluster_name.as_ref() == Some(&name) => seen,
             _ => describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?,
@@ -85,7 +86,7 @@ impl Managed for EcsCluster {
         let plan = planner::plan(&self.spec.cluster, &name, observed.as_ref(), &previous)?;
         let cluster = match (plan, observed) {
             (Plan::Create(input), _) => {
-                let cluster = create(&ecs, &input, user_tags.as_ref(), &ownership_tags).await?;
+                let cluster = create(&ecs, &input, &ownership_tags).await?;
                 events.push(Note::normal("Created", format!("created cluster {name}")));
                 cluster
             }
@@ -132,25 +133,14 @@ impl Managed for EcsCluster {
 
     /// DescribeClusters of every cluster with an ARN in status: 100 per call, per region.
     async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
-        let groups = by_account(ctx, &objects, |cluster| {
+        let of = |cluster: &Self| {
             let status = cluster.status.as_ref()?;
             Some((status.region.clone()?, String::new(), status.cluster_arn.clone()?))
-        });
-        for (ecs, _, members) in groups.await {
-            for batch in members.chunks(DESCRIBE_BATCH) {
-                let read_at = Instant::now();
-                let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
-                match describe_many(&ecs, arns).await {
-                    Ok(mut found) => {
-                        for (uid, arn) in batch {
-                            ctx.observations.offer(uid, read_at, found.remove(arn));
-                        }
-                    }
-                    // NB: each reconcile then reads its own cluster, as without batching.
-                    Err(err) => debug!(error = %err, "batched DescribeClusters failed"),
-                }
-            }
-        }
+        };
+        observe_in_batches(ctx, &objects, of, DESCRIBE_BATCH, |ecs, _, arns| async move {
+            describe_many(&ecs, arns).await
+        })
+        .await;
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
@@ -177,10 +167,12 @@ impl Managed for EcsCluster {
 /// DeleteCluster; [`Error::DeletionBlocked`], naming the services, while ECS refuses
 /// because the cluster still holds something.
 async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
-    ecs.permit("DeleteCluster").await;
-    match ecs.delete_cluster().cluster(arn).send().await {
+    match ecs
+        .call("DeleteCluster", |c| c.delete_cluster().cluster(arn).send())
+        .await
+    {
         Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
-        Err(err) => match EcsError::new("DeleteCluster", err) {
+        Err(err) => match err {
             e if e.class == ErrorClass::NotFound => Ok(vec![]),
             e if BLOCKING.iter().any(|code| e.is(code)) => {
                 let services = service_names(ecs, arn).await?;
@@ -199,17 +191,17 @@ async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
 /// DescribeClusters for up to 100 clusters, with tags, settings and configurations: the
 /// clusters ECS has, by ARN, INACTIVE ones left out.
 async fn describe_many(ecs: &Ecs, arns: Vec<String>) -> Result<HashMap<String, Cluster>, EcsError> {
-    ecs.permit("DescribeClusters").await;
     let out = ecs
-        .describe_clusters()
-        .set_clusters(Some(arns))
-        .include(ClusterField::Tags)
-        .include(ClusterField::Settings)
-        .include(ClusterField::Configurations)
-        .include(ClusterField::Attachments)
-        .send()
-        .await
-        .map_err(|e| EcsError::new("DescribeClusters", e))?;
+        .call("DescribeClusters", |c| {
+            c.describe_clusters()
+                .set_clusters(Some(arns))
+                .include(ClusterField::Tags)
+                .include(ClusterField::Settings)
+                .include(ClusterField::Configurations)
+                .include(ClusterField::Attachments)
+                .send()
+        })
+        .await?;
     Ok(out
         .clusters
         .unwrap_or_default()
@@ -231,27 +223,24 @@ async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError>
 async fn create(
     ecs: &Ecs,
     input: &CreateClusterInput,
-    user_tags: Option<&BTreeMap<String, String>>,
     ownership_tags: &BTreeMap<String, String>,
 ) -> Result<Cluster, Error> {
-    let mut tags = user_tags.cloned().unwrap_or_default();
-    tags.extend(ownership_tags.clone());
     let mut input = input.clone();
-    input.tags = Some(tag_list(&tags));
+    input.tags = Some(creation_tags(input.tags.as_deref(), ownership_tags));
     let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
-    ecs.permit("CreateCluster").await;
     let out = ecs
-        .create_cluster()
-        .set_cluster_name(sdk.cluster_name)
-        .set_tags(sdk.tags)
-        .set_settings(sdk.settings)
-        .set_configuration(sdk.configuration)
-        .set_capacity_providers(sdk.capacity_providers)
-        .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
-        .set_service_connect_defaults(sdk.service_connect_defaults)
-        .send()
-        .await
-        .map_err(|e| EcsError::new("CreateCluster", e))?;
+        .call("CreateCluster", |c| {
+            c.create_cluster()
+                .set_cluster_name(sdk.cluster_name)
+                .set_tags(sdk.tags)
+                .set_settings(sdk.settings)
+                .set_configuration(sdk.configuration)
+                .set_capacity_providers(sdk.capacity_providers)
+                .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
+                .set_service_connect_defaults(sdk.service_connect_defaults)
+                .send()
+        })
+        .await?;
     out.cluster
         .ok_or_else(|| Error::Ecs(EcsError::empty("CreateCluster", "no cluster in the response")))
 }
@@ -264,30 +253,30 @@ async fn apply_update(ecs: &Ecs, cluster: &Cluster, update: &Update) -> Result<C
     if let Some(mut request) = update.update_cluster() {
         request.insert("cluster".into(), json!(arn));
         let sdk = to_sdk(&Value::Object(request), SdkUpdateInput::deserialize)?;
-        ecs.permit("UpdateCluster").await;
         let out = ecs
-            .update_cluster()
-            .set_cluster(sdk.cluster)
-            .set_settings(sdk.settings)
-            .set_configuration(sdk.configuration)
-            .set_service_connect_defaults(sdk.service_connect_defaults)
-            .send()
-            .await
-            .map_err(|e| EcsError::new("UpdateCluster", e))?;
+            .call("UpdateCluster", |c| {
+                c.update_cluster()
+                    .set_cluster(sdk.cluster)
+                    .set_settings(sdk.settings)
+                    .set_configuration(sdk.configuration)
+                    .set_service_connect_defaults(sdk.service_connect_defaults)
+                    .send()
+            })
+            .await?;
         latest = out.cluster.unwrap_or(latest);
     }
     if let Some(mut request) = update.put_capacity_providers.clone() {
         request.insert("cluster".into(), json!(arn));
         let sdk = to_sdk(&Value::Object(request), SdkPutProvidersInput::deserialize)?;
-        ecs.permit("PutClusterCapacityProviders").await;
         let out = ecs
-            .put_cluster_capacity_providers()
-            .set_cluster(sdk.cluster)
-            .set_capacity_providers(sdk.capacity_providers)
-            .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
-            .send()
-            .await
-            .map_err(|e| EcsError::new("PutClusterCapacityProviders", e))?;
+            .call("PutClusterCapacityProviders", |c| {
+                c.put_cluster_capacity_providers()
+                    .set_cluster(sdk.cluster)
+                    .set_capacity_providers(sdk.capacity_providers)
+                    .set_default_capacity_provider_strategy(sdk.default_capacity_provider_strategy)
+                    .send()
+            })
+            .await?;
         latest = out.cluster.unwrap_or(latest);
     }
     Ok(latest)
@@ -295,14 +284,11 @@ async fn apply_update(ecs: &Ecs, cluster: &Cluster, update: &Update) -> Result<C
 
 /// Names of the services ECS lists in a cluster (first page: enough to name the blockers).
 async fn service_names(ecs: &Ecs, cluster: &str) -> Result<Vec<String>, EcsError> {
-    ecs.permit("ListServices").await;
     let out = ecs
-        .list_services()
-        .cluster(cluster)
-        .max_results(100)
-        .send()
-        .await
-        .map_err(|e| EcsError::new("ListServices", e))?;
+        .call("ListServices", |c| {
+            c.list_services().cluster(cluster).max_results(100).send()
+        })
+        .await?;
     Ok(out
         .service_arns()
         .iter()

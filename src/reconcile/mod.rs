@@ -4,10 +4,13 @@
 //! A kind implements [`Managed`]: `apply` makes ECS match the spec and reports what it
 //! observed; `cleanup` removes (or retains) the ECS resource. Everything else is here, once.
 
+mod caches;
 pub mod cluster;
 mod conditions;
 pub mod events;
+mod labels;
 pub mod observations;
+mod retries;
 pub mod service;
 pub mod task_definition;
 
@@ -18,27 +21,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition, ManagementOptions};
+use crate::api::{CommonStatus, EcsCluster, EcsService, EcsTaskDefinition, ManagementOptions};
 pub use crate::plan::State;
 
 use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership;
 use crate::ecs::wire::WireError;
+pub use caches::{Cache, Caches};
 use events::EventPublisher;
+pub use labels::LabelSelector;
 use observations::Observations;
+use retries::{Backoff, Retries};
+use tokio::sync::Semaphore;
 
 use crate::server::Health;
 use crate::telemetry::Metrics;
@@ -58,7 +66,7 @@ pub struct Settings {
     /// Watch only these namespaces (all when empty).
     pub namespaces: Vec<String>,
     /// Reconcile only objects matching this label selector (to shard across deployments).
-    pub label_selector: Option<String>,
+    pub label_selector: Option<LabelSelector>,
     /// At most this many reconciles at once per kind (0: unbounded).
     pub concurrency: u16,
 }
@@ -75,12 +83,16 @@ pub struct Context {
     pub settings: Settings,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// What the last batched read saw, for the reconciles of the resync it precedes.
-    pub observations: Observations,
-    /// Consecutive failures per object UID, for exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// When each object (by UID) last tried a generation and stalled, and which generation.
-    stalled_attempts: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// What the last batched read of each kind saw, for the reconciles of the resync it
+    /// precedes.
+    pub observed: Observed,
+    /// The shared watch caches of every kind.
+    pub caches: Caches,
+    /// Failures in a row and stalls, per object.
+    retries: Retries,
+    /// Reconciles of each kind at once, at most `settings.concurrency` (whatever the number
+    /// of watched namespaces); absent when unbounded.
+    slots: HashMap<String, Arc<Semaphore>>,
 }
 
 impl Context {
@@ -88,15 +100,24 @@ impl Context {
     pub fn new(client: Client, ecs: EcsClients, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
         let events = EventPublisher::new(client.clone(), FIELD_MANAGER, &instance);
+        let slots = match settings.concurrency {
+            0 => HashMap::new(),
+            n => ["EcsCluster", "EcsTaskDefinition", "EcsService"]
+                .into_iter()
+                .map(|kind| (kind.to_string(), Arc::new(Semaphore::new(usize::from(n)))))
+                .collect(),
+        };
+        let caches = Caches::new(&settings.namespaces);
         Self {
             client,
             ecs,
             events,
             settings,
             metrics,
-            observations: Observations::default(),
-            failures: Mutex::new(HashMap::new()),
-            stalled_attempts: Mutex::new(HashMap::new()),
+            observed: Observed::default(),
+            caches,
+            retries: Retries::default(),
+            slots,
         }
     }
 
@@ -109,6 +130,17 @@ impl Context {
         let namespace = obj.namespace().unwrap_or_default();
         Ok((self.ecs.client(&namespace, &region).await, region))
     }
+}
+
+/// What the last batched read of each kind saw (see [`observations`]).
+#[derive(Default)]
+pub struct Observed {
+    /// DescribeServices: the service, or None when ECS has none.
+    pub services: Observations<Option<aws_sdk_ecs::types::Service>>,
+    /// DescribeClusters: the cluster, or None when ECS has none.
+    pub clusters: Observations<Option<aws_sdk_ecs::types::Cluster>>,
+    /// ListTaskDefinitions: the object's revision is still ACTIVE.
+    pub task_definitions: Observations<task_definition::StillActive>,
 }
 
 /// Why a reconcile did not finish.
@@ -258,6 +290,11 @@ pub trait Managed:
 {
     /// The kind's status type.
     type Status: Clone + Debug + Default + PartialEq + Serialize + Send + Sync;
+    /// What a batched resync read leaves for one object.
+    type Observed: Send + 'static;
+
+    /// Where batched reads of this kind leave what they saw.
+    fn observations(ctx: &Context) -> &Observations<Self::Observed>;
 
     /// The object's status, if any was written.
     fn status(&self) -> Option<&Self::Status>;
@@ -271,7 +308,7 @@ pub trait Managed:
     /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
     /// Before a resync: reads the ECS resources of all `objects` in as few calls as ECS
-    /// allows and offers each object's to [`Context::observations`]. Kinds without a batch
+    /// allows and offers each object's to [`Managed::observations`]. Kinds without a batch
     /// read leave it to each reconcile.
     /// `sweep` counts resyncs since the operator started.
     fn observe_all(objects: Vec<Arc<Self>>, sweep: u64, ctx: &Context) -> impl Future<Output = ()> + Send {
@@ -282,72 +319,151 @@ pub trait Managed:
 
 /// Runs the controllers of every kind until a shutdown signal, watching through `watches`
 /// (a client whose timeout suits a watch that may rightly stay quiet for minutes); marks
-/// `health` ready once each controller's own watch has listed its objects.
+/// `health` ready once every watch has listed its objects. Each kind is watched once per
+/// watched namespace; its store feeds its controller and, for clusters and task
+/// definitions, the service controller's reference triggers.
 pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
-    let scopes: Vec<Option<String>> = match ctx.settings.namespaces.as_slice() {
-        [] => vec![None],
-        namespaces => namespaces.iter().cloned().map(Some).collect(),
-    };
-    let config = watch_config(&ctx);
+    // NB: every object is watched, whatever the label selector: a service may refer to a
+    // cluster or task definition of another shard. Each controller reconciles only its
+    // shard's objects (see `controller`).
+    let config = watcher::Config::default();
+    let selector = ctx.settings.label_selector.clone();
     let mut synced: Vec<Synced> = vec![];
-    let mut controllers: Vec<BoxFuture<'static, ()>> = vec![];
-    for scope in &scopes {
-        let (task_definitions, listed) = controller(api::<EcsTaskDefinition>(&watches, scope), config.clone());
-        synced.push(listed);
-        let (clusters, listed) = controller(api::<EcsCluster>(&watches, scope), config.clone());
-        synced.push(listed);
-        let (services, listed) = controller(api(&watches, scope), config.clone());
-        synced.push(listed);
-        let services = service::controller(services, api(&watches, scope), api(&watches, scope));
-        controllers.push(drive(task_definitions, ctx.clone()).boxed());
-        controllers.push(drive(clusters, ctx.clone()).boxed());
-        controllers.push(drive(services, ctx.clone()).boxed());
+    let mut tasks: Vec<BoxFuture<'static, ()>> = vec![];
+    let mut task_definition_writers = ctx.caches.task_definitions.take_writers();
+    let mut cluster_writers = ctx.caches.clusters.take_writers();
+    let mut service_writers = ctx.caches.services.take_writers();
+    for (i, scope) in ctx.caches.scopes.clone().iter().enumerate() {
+        let [td_own, td_refs] = watch(
+            api::<EcsTaskDefinition>(&watches, scope),
+            &config,
+            task_definition_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
+        let [cluster_own, cluster_refs] = watch(
+            api::<EcsCluster>(&watches, scope),
+            &config,
+            cluster_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
+        let [service_own] = watch(
+            api::<EcsService>(&watches, scope),
+            &config,
+            service_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
+        let task_definitions = controller(td_own, ctx.caches.task_definitions.store(i), &selector);
+        let clusters = controller(cluster_own, ctx.caches.clusters.store(i), &selector);
+        let services = service::controller(
+            controller(service_own, ctx.caches.services.store(i), &selector),
+            cluster_refs,
+            td_refs,
+            selector.clone(),
+        );
+        tasks.push(drive(task_definitions, ctx.clone()).boxed());
+        tasks.push(drive(clusters, ctx.clone()).boxed());
+        tasks.push(drive(services, ctx.clone()).boxed());
     }
+    let caches = ctx.clone();
     tokio::spawn(async move {
         futures::future::join_all(synced).await;
         info!("watch caches synced");
+        caches.caches.mark_synced();
         health.set_ready(true);
     });
-    futures::future::join_all(controllers).await;
+    futures::future::join_all(tasks).await;
 }
 
-/// Resolves when a controller's watch has listed its objects for the first time.
+/// Resolves when a watch has listed its objects for the first time.
 pub type Synced = BoxFuture<'static, ()>;
+
+/// Starts one watch feeding `writer`'s store: pushes the watch itself to `tasks` (it must be
+/// polled for the store and its subscribers to see anything) and its first listing to
+/// `synced`; returns `N` subscriptions to the objects it applies.
+fn watch<K: Managed, const N: usize>(
+    api: Api<K>,
+    config: &watcher::Config,
+    writer: Writer<K>,
+    tasks: &mut Vec<BoxFuture<'static, ()>>,
+    synced: &mut Vec<Synced>,
+) -> [ReflectHandle<K>; N] {
+    // NB: a store made with store_shared always has a dispatcher to subscribe to.
+    let subscriptions = std::array::from_fn(|_| writer.subscribe().expect("a shared store"));
+    // NB: not Store::wait_until_ready: its readiness wakes only the last task that polled
+    // it, and the controller waits on it too; a second waiter could leave it asleep.
+    let (listed, first_listing) = tokio::sync::oneshot::channel();
+    let mut listed = Some(listed);
+    let kind = K::kind(&()).to_string();
+    let root = watcher::watcher(api, config.clone())
+        .backoff(WatchBackoff::default())
+        .modify(slim)
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            match &event {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(listed) = listed.take() {
+                        let _ = listed.send(());
+                    }
+                }
+                Err(err) => debug!(kind, error = %err, "watch failed; backing off"),
+                Ok(_) => {}
+            }
+            futures::future::ready(())
+        });
+    tasks.push(root.boxed());
+    synced.push(
+        async move {
+            // NB: a dropped sender means the watch ended with the operator; never ready then.
+            if first_listing.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        .boxed(),
+    );
+    subscriptions
+}
 
 /// A controller of `K` woken by changes to spec, finalizers or labels, not by status alone:
 /// its own status writes must not cost another pass (and another ECS read) per object.
 // NB: marking an object for deletion bumps its generation, so cleanup still starts at once.
-pub fn controller<K: Managed>(api: Api<K>, config: watcher::Config) -> (Controller<K>, Synced) {
-    let (reader, writer) = reflector::store();
-    // NB: not Store::wait_until_ready: its readiness wakes only the last task that polled
-    // it, and the controller waits on it too; a second waiter could leave it asleep.
-    let (listed, synced) = tokio::sync::oneshot::channel();
-    let mut listed = Some(listed);
-    let changes = watcher::watcher(api, config)
-        .backoff(WatchBackoff::default())
-        .modify(slim)
-        .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone))
-                && let Some(listed) = listed.take()
-            {
-                let _ = listed.send(());
+pub fn controller<K: Managed>(
+    objects: ReflectHandle<K>,
+    store: Store<K>,
+    selector: &Option<LabelSelector>,
+) -> Controller<K> {
+    let significant = predicates::generation
+        .combine(predicates::finalizers)
+        .combine(predicates::labels);
+    let selector = selector.clone();
+    let selected = objects.filter(move |obj| futures::future::ready(selects(&selector, obj.as_ref())));
+    Controller::for_shared_stream(changes(selected, significant), store)
+}
+
+/// True when the operator's label selector (if any) selects the object.
+pub fn selects<K: Resource>(selector: &Option<LabelSelector>, obj: &K) -> bool {
+    selector.as_ref().is_none_or(|s| s.matches(obj.labels()))
+}
+
+/// The objects of `stream` whose `predicate` value changed since they last passed (or that
+/// it cannot tell about): kube's predicate filter, for shared streams.
+pub fn changes<K: Resource + Send + Sync + 'static, P: Predicate<K> + Send + 'static>(
+    stream: impl Stream<Item = Arc<K>> + Send + 'static,
+    predicate: P,
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    stream.filter(move |obj| {
+        let changed = match predicate.hash_property(obj.as_ref()) {
+            Some(value) => {
+                let key = obj.meta().uid.clone().unwrap_or_default();
+                seen.insert(key, value) != Some(value)
             }
-        })
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::finalizers)
-                .combine(predicates::labels),
-            Default::default(),
-        );
-    let synced = async move {
-        // NB: a dropped sender means the watch ended with the operator; never ready then.
-        if synced.await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    (Controller::for_stream(changes, reader), synced.boxed())
+            None => true,
+        };
+        futures::future::ready(changed)
+    })
 }
 
 /// What the operator never reads is not kept in its watch cache: managedFields and
@@ -356,14 +472,6 @@ fn slim<K: Managed>(obj: &mut K) {
     obj.managed_fields_mut().clear();
     obj.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
-}
-
-/// The watch configuration: the label selector, if the operator shards by one.
-fn watch_config(ctx: &Context) -> watcher::Config {
-    match &ctx.settings.label_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
-    }
 }
 
 /// The API of a kind in one watched namespace, or in all.
@@ -375,7 +483,9 @@ fn api<K: Managed>(client: &Client, namespace: &Option<String>) -> Api<K> {
 }
 
 async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
+    // NB: kube's limit would hold per controller, and there is one per watched namespace;
+    // the per-kind limit is the Context's slots instead.
+    let config = kube::runtime::controller::Config::default().concurrency(0);
     let resyncs = resyncs(controller.store(), ctx.clone());
     controller
         .with_config(config)
@@ -397,24 +507,18 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
 /// apiserver says the watch's place in history is gone, so a controller stayed blind for a
 /// minute after an apiserver restart; the operator has few watches (five per watched
 /// namespace), so retrying sooner costs the apiserver little.
+#[derive(Default)]
 pub struct WatchBackoff {
-    next: Duration,
+    errors: u32,
     last_error: Option<tokio::time::Instant>,
 }
 
 impl WatchBackoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(8);
+    const BACKOFF: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        most: Duration::from_secs(8),
+    };
     const QUIET: Duration = Duration::from_secs(60);
-}
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        Self {
-            next: Self::FIRST,
-            last_error: None,
-        }
-    }
 }
 
 impl Iterator for WatchBackoff {
@@ -423,12 +527,11 @@ impl Iterator for WatchBackoff {
     fn next(&mut self) -> Option<Duration> {
         let now = tokio::time::Instant::now();
         if self.last_error.is_some_and(|at| now - at > Self::QUIET) {
-            self.next = Self::FIRST;
+            self.errors = 0;
         }
         self.last_error = Some(now);
-        let wait = self.next;
-        self.next = (wait * 2).min(Self::MAX);
-        Some(wait.mul_f64(0.5 + fastrand::f64()))
+        self.errors = self.errors.saturating_add(1);
+        Some(Self::BACKOFF.delay(self.errors))
     }
 }
 
@@ -467,28 +570,69 @@ impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
 fn resyncs<K: Managed>(store: Store<K>, ctx: Arc<Context>) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
     futures::stream::unfold((store, ctx, 1u64), |(store, ctx, sweep)| async move {
         tokio::time::sleep(ctx.settings.resync_interval).await;
-        let began = ctx.observations.sweep_begins();
+        let began = K::observations(&ctx).sweep_begins();
         let settled: Vec<Arc<K>> = store
             .state()
             .into_iter()
             .filter(|obj| obj.meta().deletion_timestamp.is_none() && conditions::settled(obj.as_ref()))
+            .filter(|obj| selects(&ctx.settings.label_selector, obj.as_ref()))
             .collect();
         let due: Vec<ObjectRef<K>> = settled.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
         K::observe_all(settled, sweep, &ctx).await;
-        ctx.observations.sweep_done(began);
+        K::observations(&ctx).sweep_done(began);
         Some((futures::stream::iter(due), (store, ctx, sweep + 1)))
     })
     .flatten()
 }
 
+/// One reconcile's outcome and duration, recorded in the metrics when it ends, however it
+/// ends: an error unless the reconcile says otherwise.
+struct Recorded<'a> {
+    metrics: &'a Metrics,
+    kind: String,
+    started: Instant,
+    outcome: Mutex<&'static str>,
+}
+
+impl<'a> Recorded<'a> {
+    fn start(metrics: &'a Metrics, kind: &str) -> Self {
+        Self {
+            metrics,
+            kind: kind.to_string(),
+            started: Instant::now(),
+            outcome: Mutex::new("error"),
+        }
+    }
+
+    /// success, stalled (or error, the default).
+    fn finished(&self, outcome: &'static str) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = outcome;
+    }
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        let outcome = *self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics.reconciled(&self.kind, outcome, self.started.elapsed());
+    }
+}
+
 async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = K::kind(&());
+    // NB: nothing is decided before every cache has listed: a reference would look missing.
+    ctx.caches.synced().await;
+    let _slot = match ctx.slots.get(kind.as_ref()) {
+        Some(slots) => Some(slots.clone().acquire_owned().await),
+        None => None,
+    };
+    let recorded = Recorded::start(&ctx.metrics, &kind);
     let namespace = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let action = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            finalizer::Event::Apply(obj) => apply(&*obj, &ctx, &api).await,
-            finalizer::Event::Cleanup(obj) => cleanup(&*obj, &ctx, &api).await,
+            finalizer::Event::Apply(obj) => apply(&*obj, &ctx, &api, &recorded).await,
+            finalizer::Event::Cleanup(obj) => cleanup(&*obj, &ctx, &api, &recorded).await,
         }
     })
     .await
@@ -496,33 +640,22 @@ async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action,
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    ctx.observations.touched(&uid);
+    K::observations(&ctx).touched(&uid);
     action
 }
 
-async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let kind = K::kind(&());
+async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Recorded<'_>) -> Result<Action, Error> {
     let uid = obj.uid().unwrap_or_default();
     let generation = obj.meta().generation;
-    let last_attempt = ctx
-        .stalled_attempts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&uid)
-        .filter(|(tried, _)| *tried == generation)
-        .map(|(_, at)| *at);
+    let last_attempt = ctx.retries.last_stall(&uid, generation);
     if let Some(wait) = conditions::stalled_hold_off(obj, ctx.settings.stalled_retry_interval, last_attempt) {
         debug!(object = %obj.name_any(), "stalled on this generation; not retrying yet");
+        recorded.finished("stalled");
         return Ok(Action::requeue(wait));
     }
     match obj.apply(ctx).await {
         Ok(outcome) => {
-            forget_failures(ctx, obj);
-            ctx.stalled_attempts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&uid);
+            ctx.retries.forget(&uid);
             // NB: Ready and Failed objects are looked at again by the next resync, together.
             let next = match &outcome.state {
                 State::Ready { .. } | State::Failed { .. } => Action::await_change(),
@@ -531,25 +664,16 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
             let conditions = conditions::from_state(&outcome.state);
             write_status(obj, ctx, api, outcome.status, conditions).await?;
             publish(ctx, obj, outcome.events).await;
-            ctx.metrics.reconciled(&kind, "success", started.elapsed());
+            recorded.finished("success");
             Ok(next)
         }
         Err(err) => {
-            let failures = ctx
-                .failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&uid)
-                .copied()
-                .unwrap_or(0);
-            let terminal = err.is_terminal_after(failures);
+            let terminal = err.is_terminal_after(ctx.retries.failures(&uid));
             report_error(obj, ctx, api, &err, terminal).await?;
             if terminal {
-                ctx.stalled_attempts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(uid, (generation, Instant::now()));
+                ctx.retries.stalled(&uid, generation);
                 warn!(object = %obj.name_any(), error = %err, "stalled");
+                recorded.finished("stalled");
                 Ok(Action::requeue(ctx.settings.stalled_retry_interval))
             } else {
                 Err(err)
@@ -558,26 +682,18 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Actio
     }
 }
 
-async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let kind = K::kind(&());
+async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Recorded<'_>) -> Result<Action, Error> {
     match obj.cleanup(ctx).await {
         Ok(events) => {
             publish(ctx, obj, events).await;
-            forget_failures(ctx, obj);
-            if let Some(uid) = obj.uid() {
-                ctx.stalled_attempts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&uid);
-            }
-            ctx.metrics.object_ready(&obj.uid().unwrap_or_default(), &kind, None);
-            ctx.metrics.reconciled(&kind, "success", started.elapsed());
+            let uid = obj.uid().unwrap_or_default();
+            ctx.retries.forget(&uid);
+            ctx.metrics.object_ready(&uid, &K::kind(&()), None);
+            recorded.finished("success");
             Ok(Action::await_change())
         }
         Err(err) => {
             report_error(obj, ctx, api, &err, err.is_terminal()).await?;
-            ctx.metrics.reconciled(&kind, "error", started.elapsed());
             Err(err)
         }
     }
@@ -672,39 +788,34 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-fn forget_failures<K: Managed>(ctx: &Context, obj: &K) {
-    if let Some(uid) = obj.uid() {
-        ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
-    }
-}
-
-/// Retryable failures back off exponentially (2 s doubling to 1 min; AccessDenied 15 s
-/// doubling to 2 min) with ±50% jitter: the client-side rate limiter already keeps the
-/// total pace of calls within ECS's limits.
+/// How long an object waits after a retryable failure: 2 s doubling to 1 min; ECS busy
+/// with the resource 10 s doubling to 2 min; an AccessDenied (IAM propagating) 15 s
+/// doubling to 2 min, about four minutes before it counts as terminal; all ±50%. The
+/// client-side rate limiter already keeps the total pace of calls within ECS's limits.
 fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
     match err {
         Error::DeletionBlocked(_) => return Action::requeue(Duration::from_secs(10)),
         Error::Draining(_) => return Action::requeue(Duration::from_secs(5)),
         _ => {}
     }
-    let attempts = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(obj.uid().unwrap_or_default()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
+    let failures = ctx.retries.failed(&obj.uid().unwrap_or_default());
+    let backoff = match err {
+        Error::Ecs(e) if e.class == ErrorClass::Denied => Backoff {
+            first: Duration::from_secs(15),
+            most: Duration::from_secs(120),
+        },
+        Error::Ecs(e) if e.class == ErrorClass::Slow => Backoff {
+            first: Duration::from_secs(10),
+            most: Duration::from_secs(120),
+        },
+        _ => Backoff {
+            first: Duration::from_secs(2),
+            most: Duration::from_secs(60),
+        },
     };
-    // NB: an AccessDenied waits for IAM: 15 s doubling to 2 min, about 4 minutes in all
-    // before it counts as terminal.
-    // A Slow error (ECS busy with the resource) waits 10 s doubling to 2 min.
-    let (first, most) = match err {
-        Error::Ecs(e) if e.class == ErrorClass::Denied => (Duration::from_millis(7500), Duration::from_secs(120)),
-        Error::Ecs(e) if e.class == ErrorClass::Slow => (Duration::from_secs(5), Duration::from_secs(120)),
-        _ => (Duration::from_secs(1), Duration::from_secs(60)),
-    };
-    let base = first.saturating_mul(1 << attempts.min(9)).min(most);
-    let jittered = base.mul_f64(0.5 + fastrand::f64());
-    warn!(object = %obj.name_any(), error = %err, retry_in = ?jittered, "reconcile failed; retrying");
-    Action::requeue(jittered)
+    let wait = backoff.delay(failures);
+    warn!(object = %obj.name_any(), error = %err, retry_in = ?wait, "reconcile failed; retrying");
+    Action::requeue(wait)
 }
 
 #[cfg(test)]

@@ -8,53 +8,63 @@
 //! entry read before the mark is dropped. So a snapshot never hides the operator's own
 //! writes, and a missing entry only costs the usual single read.
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
+use tracing::debug;
+
 use super::{Context, Managed};
 use crate::ecs::client::Ecs;
+use crate::ecs::error::EcsError;
 
 /// Entries not taken within this long are dropped (their object was not reconciled).
 const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Snapshots from batched reads, one per object at most.
-#[derive(Default)]
-pub struct Observations {
-    inner: Mutex<Inner>,
+/// Snapshots of one kind's ECS resources from batched reads, one per object at most.
+pub struct Observations<T> {
+    inner: Mutex<Inner<T>>,
 }
 
-#[derive(Default)]
-struct Inner {
+impl<T> Default for Observations<T> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                fresh: HashMap::new(),
+                touched: HashMap::new(),
+                sweeps: vec![],
+            }),
+        }
+    }
+}
+
+struct Inner<T> {
     /// UID -> when the read began, and what it saw.
-    fresh: HashMap<String, (Instant, Box<dyn Any + Send>)>,
+    fresh: HashMap<String, (Instant, T)>,
     /// UID -> when its last reconcile ended.
     touched: HashMap<String, Instant>,
     /// When each sweep still running began (sweeps of several kinds may overlap).
     sweeps: Vec<Instant>,
 }
 
-impl Observations {
+impl<T> Observations<T> {
     /// Leaves what a read begun at `read_at` saw of an object, unless the object was
     /// reconciled since.
-    pub fn offer<T: Any + Send>(&self, uid: &str, read_at: Instant, seen: T) {
+    pub fn offer(&self, uid: &str, read_at: Instant, seen: T) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.touched.get(uid).is_none_or(|touched| *touched < read_at) {
-            inner.fresh.insert(uid.to_string(), (read_at, Box::new(seen)));
+            inner.fresh.insert(uid.to_string(), (read_at, seen));
         }
     }
 
     /// Takes the object's snapshot, if a batched read left one that is still good.
-    pub fn take<T: Any + Send>(&self, uid: &str) -> Option<T> {
+    pub fn take(&self, uid: &str) -> Option<T> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (read_at, seen) = inner.fresh.remove(uid)?;
-        if read_at.elapsed() > MAX_AGE {
-            return None;
-        }
-        seen.downcast::<T>().ok().map(|seen| *seen)
+        (read_at.elapsed() <= MAX_AGE).then_some(seen)
     }
 
     /// Marks the end of a reconcile of the object: snapshots read before now are stale.
@@ -120,6 +130,38 @@ pub async fn by_account<K: Managed>(
     clients
 }
 
+/// Reads the ECS resources of `objects` in calls of at most `batch` (per account, region
+/// and scope, see [`by_account`]) with `read`, which answers with the resources ECS has, by
+/// ARN; offers each object what was seen of its own (None: absent).
+pub async fn observe_in_batches<K, T, F, Fut>(
+    ctx: &Context,
+    objects: &[Arc<K>],
+    what: impl Fn(&K) -> Option<(String, String, String)>,
+    batch: usize,
+    read: F,
+) where
+    K: Managed<Observed = Option<T>>,
+    F: Fn(Ecs, String, Vec<String>) -> Fut,
+    Fut: Future<Output = Result<HashMap<String, T>, EcsError>>,
+{
+    let observations = K::observations(ctx);
+    for (ecs, scope, members) in by_account(ctx, objects, what).await {
+        for chunk in members.chunks(batch) {
+            let read_at = Instant::now();
+            let arns = chunk.iter().map(|(_, arn)| arn.clone()).collect();
+            match read(ecs.clone(), scope.clone(), arns).await {
+                Ok(mut found) => {
+                    for (uid, arn) in chunk {
+                        observations.offer(uid, read_at, found.remove(arn));
+                    }
+                }
+                // NB: each reconcile then reads its own, as without batching.
+                Err(err) => debug!(kind = K::kind(&()).as_ref(), scope, error = %err, "batched read failed"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,30 +170,30 @@ mod tests {
     fn a_snapshot_is_taken_once() {
         let observations = Observations::default();
         observations.offer("a", Instant::now(), Some("ACTIVE".to_string()));
-        assert_eq!(observations.take::<Option<String>>("a"), Some(Some("ACTIVE".into())));
-        assert_eq!(observations.take::<Option<String>>("a"), None);
+        assert_eq!(observations.take("a"), Some(Some("ACTIVE".into())));
+        assert_eq!(observations.take("a"), None);
     }
 
     #[test]
     fn a_reconcile_after_the_read_began_makes_the_snapshot_stale() {
-        let observations = Observations::default();
+        let observations = Observations::<u32>::default();
         // read began, then the object was reconciled (maybe written), then the read answered
         let read_at = Instant::now();
         observations.touched("a");
         observations.offer("a", read_at, 1u32);
-        assert_eq!(observations.take::<u32>("a"), None);
+        assert_eq!(observations.take("a"), None);
         // answered first, reconciled after: dropped as well
         observations.offer("b", Instant::now(), 2u32);
         observations.touched("b");
-        assert_eq!(observations.take::<u32>("b"), None);
+        assert_eq!(observations.take("b"), None);
         // a read that began after the reconcile is good
         observations.offer("a", Instant::now(), 3u32);
-        assert_eq!(observations.take::<u32>("a"), Some(3));
+        assert_eq!(observations.take("a"), Some(3));
     }
 
     #[test]
     fn a_sweep_keeps_at_most_one_entry_per_object() {
-        let observations = Observations::default();
+        let observations = Observations::<i32>::default();
         for round in 0..5 {
             let began = observations.sweep_begins();
             for uid in 0..100 {
@@ -169,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_touch_outlives_a_sweep_while_an_older_sweep_still_runs() {
-        let observations = Observations::default();
+        let observations = Observations::<u32>::default();
         let services = observations.sweep_begins();
         let read_at = Instant::now();
         observations.touched("svc");
@@ -178,7 +220,7 @@ mod tests {
         observations.sweep_done(clusters);
         // the services' read of "svc" began before its reconcile ended: still stale
         observations.offer("svc", read_at, 1u32);
-        assert_eq!(observations.take::<u32>("svc"), None);
+        assert_eq!(observations.take("svc"), None);
         observations.sweep_done(services);
     }
 }

@@ -10,30 +10,26 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{Service, ServiceField};
 use futures::Stream;
-use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use tracing::debug;
 
-use super::observations::by_account;
-use super::{Context, Error, Managed, Note, Outcome, State, claim};
+use super::observations::{Observations, observe_in_batches};
+use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, changes, claim, selects};
 use crate::api::ecs_types::{CreateServiceInput, DeploymentControllerType};
 use crate::api::service::{DeploymentSummary, ServiceEventSummary, TaskSetSummary};
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
 };
-use crate::ecs::client::Ecs;
-use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{self, owned_by, sdk_tag_map, sync_tags, tag_list, tag_map};
+use crate::ecs::client::{Ecs, Found};
+use crate::ecs::error::EcsError;
+use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::service::{self as planner, Desired, Plan, ROLLING_RECHECK};
 
@@ -47,19 +43,21 @@ const DESCRIBE_BATCH: usize = 10;
 /// cluster is acted on at once.
 pub fn controller(
     controller: Controller<EcsService>,
-    clusters: Api<EcsCluster>,
-    task_definitions: Api<EcsTaskDefinition>,
+    clusters: ReflectHandle<EcsCluster>,
+    task_definitions: ReflectHandle<EcsTaskDefinition>,
+    selector: Option<LabelSelector>,
 ) -> Controller<EcsService> {
     let by_cluster = controller.store();
     let by_task_definition = controller.store();
+    let selector_too = selector.clone();
     controller
-        .watches_stream(reference_changes(clusters, cluster_arn), move |cluster| {
-            referencing(&by_cluster, &cluster, |svc| {
+        .watches_shared_stream(reference_changes(clusters, cluster_arn), move |cluster| {
+            referencing(&by_cluster, cluster.as_ref(), &selector, |svc| {
                 svc.spec.cluster_ref.as_ref().map(|r| r.name.as_str())
             })
         })
-        .watches_stream(reference_changes(task_definitions, task_definition_arn), move |td| {
-            referencing(&by_task_definition, &td, |svc| {
+        .watches_shared_stream(reference_changes(task_definitions, task_definition_arn), move |td| {
+            referencing(&by_task_definition, td.as_ref(), &selector_too, |svc| {
                 svc.spec.task_definition_ref.as_ref().map(|r| r.name.as_str())
             })
         })
@@ -83,16 +81,10 @@ fn task_definition_arn(td: &EcsTaskDefinition) -> ArnAndRegion {
 /// every task its services start, and waking each of its services for that cost one
 /// DescribeServices per service per change (14 per service while 1000 were created).
 fn reference_changes<K: Managed>(
-    api: Api<K>,
+    objects: ReflectHandle<K>,
     arn_and_region: fn(&K) -> ArnAndRegion,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-    watcher::watcher(api, watcher::Config::default())
-        .backoff(super::WatchBackoff::default())
-        .touched_objects()
-        .predicate_filter(
-            move |obj: &K| Some(reference_state(obj, arn_and_region)),
-            Default::default(),
-        )
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    changes(objects, move |obj: &K| Some(reference_state(obj, arn_and_region)))
 }
 
 /// What a service sees of an object it references, as a hash.
@@ -102,9 +94,11 @@ fn reference_state<K: Managed>(obj: &K, arn_and_region: fn(&K) -> ArnAndRegion) 
     hasher.finish()
 }
 
+/// The services of this operator's shard that refer to `referenced`.
 fn referencing<K: Resource>(
     services: &kube::runtime::reflector::Store<EcsService>,
     referenced: &K,
+    selector: &Option<LabelSelector>,
     reference: impl Fn(&EcsService) -> Option<&str>,
 ) -> Vec<ObjectRef<EcsService>> {
     let (namespace, name) = (referenced.meta().namespace.clone(), referenced.meta().name.clone());
@@ -112,6 +106,7 @@ fn referencing<K: Resource>(
         .state()
         .iter()
         .filter(|svc| svc.metadata.namespace == namespace && reference(svc) == name.as_deref())
+        .filter(|svc| selects(selector, svc.as_ref()))
         .map(|svc| ObjectRef::from_obj(svc.as_ref()))
         .collect()
 }
@@ -139,21 +134,20 @@ impl EcsService {
             .unwrap_or_else(|| self.name_any())
     }
 
-    /// Resolves cluster and task definition, from the spec or the referenced objects.
-    async fn resolve(&self, ctx: &Context, region: &str) -> Result<Result<Target, Waiting>, Error> {
+    /// Resolves cluster and task definition, from the spec or the referenced objects (as the
+    /// shared watch caches have them: no read of the apiserver).
+    fn resolve(&self, ctx: &Context, region: &str) -> Result<Result<Target, Waiting>, Error> {
         let namespace = self.namespace().unwrap_or_default();
         let cluster = match (&self.spec.cluster_ref, &self.spec.service.cluster) {
             (Some(reference), _) => {
+                let found = ctx.caches.clusters.get(&namespace, &reference.name);
                 match referenced(
-                    ctx,
-                    &namespace,
+                    found.as_deref(),
                     &reference.name,
                     region,
                     "WaitingForCluster",
                     cluster_arn,
-                )
-                .await?
-                {
+                )? {
                     Ok(arn) => arn,
                     Err(waiting) => return Ok(Err(waiting)),
                 }
@@ -163,16 +157,14 @@ impl EcsService {
         };
         let task_definition = match (&self.spec.task_definition_ref, &self.spec.service.task_definition) {
             (Some(reference), _) => {
+                let found = ctx.caches.task_definitions.get(&namespace, &reference.name);
                 match referenced(
-                    ctx,
-                    &namespace,
+                    found.as_deref(),
                     &reference.name,
                     region,
                     "WaitingForTaskDefinition",
                     task_definition_arn,
-                )
-                .await?
-                {
+                )? {
                     Ok(arn) => Some(arn),
                     Err(waiting) => return Ok(Err(waiting)),
                 }
@@ -188,28 +180,25 @@ impl EcsService {
     }
 }
 
-/// The ARN of a referenced object once it is Ready for its current generation (a task
-/// definition about to register a new revision must not send the service to the old one),
-/// or why the service has to wait for it. It must live in the service's region.
-async fn referenced<K: Managed>(
-    ctx: &Context,
-    namespace: &str,
+/// The ARN of a referenced object (`found`, None when it does not exist) once it is Ready
+/// for its current generation (a task definition about to register a new revision must not
+/// send the service to the old one), or why the service has to wait for it. It must live in
+/// the service's region.
+fn referenced<K: Managed>(
+    found: Option<&K>,
     name: &str,
     region: &str,
     waiting: &'static str,
     arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> Result<Result<String, Waiting>, Error> {
     let kind = K::kind(&());
-    let found = Api::<K>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await?;
     let Some(obj) = found else {
         return Ok(Err(Waiting {
             reason: waiting,
             message: format!("{kind} {name} does not exist"),
         }));
     };
-    match usable(&obj, arn_and_region) {
+    match usable(obj, arn_and_region) {
         Some((_, Some(theirs))) if theirs != region => Err(Error::Invalid(format!(
             "{kind} {name} is in region {theirs} and this service in {region}; a service can only use resources of its own region"
         ))),
@@ -238,6 +227,11 @@ fn is_ready(common: &CommonStatus) -> bool {
 
 impl Managed for EcsService {
     type Status = EcsServiceStatus;
+    type Observed = Option<Service>;
+
+    fn observations(ctx: &Context) -> &Observations<Self::Observed> {
+        &ctx.observed.services
+    }
 
     fn status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
@@ -258,7 +252,7 @@ impl Managed for EcsService {
             region: Some(region.clone()),
             ..previous.clone()
         };
-        let target = match self.resolve(ctx, &region).await? {
+        let target = match self.resolve(ctx, &region)? {
             Ok(target) => target,
             Err(waiting) => {
                 let state = State::InProgress {
@@ -393,29 +387,18 @@ impl Managed for EcsService {
 
     /// DescribeServices of every service with an ARN in status: 10 per call, per cluster.
     async fn observe_all(objects: Vec<Arc<Self>>, _sweep: u64, ctx: &Context) {
-        let groups = by_account(ctx, &objects, |svc| {
+        let of = |svc: &Self| {
             let status = svc.status.as_ref()?;
             Some((
                 status.region.clone()?,
                 status.cluster_arn.clone()?,
                 status.service_arn.clone()?,
             ))
-        });
-        for (ecs, cluster, members) in groups.await {
-            for batch in members.chunks(DESCRIBE_BATCH) {
-                let read_at = Instant::now();
-                let arns = batch.iter().map(|(_, arn)| arn.clone()).collect();
-                match describe_many(&ecs, &cluster, arns).await {
-                    Ok(mut found) => {
-                        for (uid, arn) in batch {
-                            ctx.observations.offer(uid, read_at, found.remove(arn));
-                        }
-                    }
-                    // NB: each reconcile then reads its own service, as without batching.
-                    Err(err) => debug!(cluster, error = %err, "batched DescribeServices failed"),
-                }
-            }
-        }
+        };
+        observe_in_batches(ctx, &objects, of, DESCRIBE_BATCH, |ecs, cluster, arns| async move {
+            describe_many(&ecs, &cluster, arns).await
+        })
+        .await;
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Vec<Note>, Error> {
@@ -433,8 +416,9 @@ impl Managed for EcsService {
         let cluster = match (status.cluster_arn, &self.spec.cluster_ref, &self.spec.service.cluster) {
             (Some(arn), _, _) => arn,
             (None, Some(reference), _) => {
-                let api: Api<EcsCluster> = Api::namespaced(ctx.client.clone(), &self.namespace().unwrap_or_default());
-                match api.get_opt(&reference.name).await?.and_then(|c| c.status?.cluster_arn) {
+                let namespace = self.namespace().unwrap_or_default();
+                let cluster = ctx.caches.clusters.get(&namespace, &reference.name);
+                match cluster.and_then(|c| c.status.clone()?.cluster_arn) {
                     Some(arn) => arn,
                     None => return Ok(vec![]), // the cluster never existed, so neither did the service
                 }
@@ -533,9 +517,7 @@ impl EcsService {
         desired: &Desired<'_>,
         status: &EcsServiceStatus,
     ) -> Result<Option<Service>, Error> {
-        let snapshot = ctx
-            .observations
-            .take::<Option<Service>>(&self.uid().unwrap_or_default());
+        let snapshot = ctx.observed.services.take(&self.uid().unwrap_or_default());
         let same_service = status
             .service_arn
             .as_deref()
@@ -554,48 +536,49 @@ impl EcsService {
     /// from its UID and generation.
     async fn create(&self, ecs: &Ecs, input: &CreateServiceInput) -> Result<Service, Error> {
         let mut input = input.clone();
-        let mut tags = self.spec.service.tags.as_deref().map(tag_map).unwrap_or_default();
-        tags.extend(ownership::tags_for(self));
-        input.tags = Some(tag_list(&tags));
+        input.tags = Some(creation_tags(
+            self.spec.service.tags.as_deref(),
+            &ownership::tags_for(self),
+        ));
         let sdk = to_sdk(&input, SdkCreateInput::deserialize)?;
         let token = client_token(
             self.metadata.uid.as_deref().unwrap_or_default(),
             self.metadata.generation,
         );
-        ecs.permit("CreateService").await;
         let out = ecs
-            .create_service()
-            .client_token(token)
-            .set_cluster(sdk.cluster)
-            .set_service_name(sdk.service_name)
-            .set_task_definition(sdk.task_definition)
-            .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
-            .set_load_balancers(sdk.load_balancers)
-            .set_service_registries(sdk.service_registries)
-            .set_desired_count(sdk.desired_count)
-            .set_launch_type(sdk.launch_type)
-            .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
-            .set_platform_version(sdk.platform_version)
-            .set_role(sdk.role)
-            .set_deployment_configuration(sdk.deployment_configuration)
-            .set_placement_constraints(sdk.placement_constraints)
-            .set_placement_strategy(sdk.placement_strategy)
-            .set_network_configuration(sdk.network_configuration)
-            .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
-            .set_scheduling_strategy(sdk.scheduling_strategy)
-            .set_deployment_controller(sdk.deployment_controller)
-            .set_tags(sdk.tags)
-            .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
-            .set_propagate_tags(sdk.propagate_tags)
-            .set_enable_execute_command(sdk.enable_execute_command)
-            .set_service_connect_configuration(sdk.service_connect_configuration)
-            .set_volume_configurations(sdk.volume_configurations)
-            .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
-            .set_gateway_connectors(sdk.gateway_connectors)
-            .set_monitoring(sdk.monitoring)
-            .send()
-            .await
-            .map_err(|e| EcsError::new("CreateService", e))?;
+            .call("CreateService", |c| {
+                c.create_service()
+                    .client_token(token)
+                    .set_cluster(sdk.cluster)
+                    .set_service_name(sdk.service_name)
+                    .set_task_definition(sdk.task_definition)
+                    .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
+                    .set_load_balancers(sdk.load_balancers)
+                    .set_service_registries(sdk.service_registries)
+                    .set_desired_count(sdk.desired_count)
+                    .set_launch_type(sdk.launch_type)
+                    .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
+                    .set_platform_version(sdk.platform_version)
+                    .set_role(sdk.role)
+                    .set_deployment_configuration(sdk.deployment_configuration)
+                    .set_placement_constraints(sdk.placement_constraints)
+                    .set_placement_strategy(sdk.placement_strategy)
+                    .set_network_configuration(sdk.network_configuration)
+                    .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
+                    .set_scheduling_strategy(sdk.scheduling_strategy)
+                    .set_deployment_controller(sdk.deployment_controller)
+                    .set_tags(sdk.tags)
+                    .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
+                    .set_propagate_tags(sdk.propagate_tags)
+                    .set_enable_execute_command(sdk.enable_execute_command)
+                    .set_service_connect_configuration(sdk.service_connect_configuration)
+                    .set_volume_configurations(sdk.volume_configurations)
+                    .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
+                    .set_gateway_connectors(sdk.gateway_connectors)
+                    .set_monitoring(sdk.monitoring)
+                    .send()
+            })
+            .await?;
         out.service
             .ok_or_else(|| Error::Ecs(EcsError::empty("CreateService", "no service in the response")))
     }
@@ -612,36 +595,36 @@ async fn update_service(
     request.insert("cluster".into(), json!(cluster));
     request.insert("service".into(), json!(service.service_arn().unwrap_or_default()));
     let sdk = to_sdk(&Value::Object(request), SdkUpdateInput::deserialize)?;
-    ecs.permit("UpdateService").await;
     let out = ecs
-        .update_service()
-        .set_cluster(sdk.cluster)
-        .set_service(sdk.service)
-        .set_desired_count(sdk.desired_count)
-        .set_task_definition(sdk.task_definition)
-        .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
-        .set_deployment_configuration(sdk.deployment_configuration)
-        .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
-        .set_network_configuration(sdk.network_configuration)
-        .set_placement_constraints(sdk.placement_constraints)
-        .set_placement_strategy(sdk.placement_strategy)
-        .set_platform_version(sdk.platform_version)
-        .set_force_new_deployment(sdk.force_new_deployment)
-        .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
-        .set_deployment_controller(sdk.deployment_controller)
-        .set_enable_execute_command(sdk.enable_execute_command)
-        .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
-        .set_load_balancers(sdk.load_balancers)
-        .set_propagate_tags(sdk.propagate_tags)
-        .set_service_registries(sdk.service_registries)
-        .set_service_connect_configuration(sdk.service_connect_configuration)
-        .set_volume_configurations(sdk.volume_configurations)
-        .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
-        .set_gateway_connectors(sdk.gateway_connectors)
-        .set_monitoring(sdk.monitoring)
-        .send()
-        .await
-        .map_err(|e| EcsError::new("UpdateService", e))?;
+        .call("UpdateService", |c| {
+            c.update_service()
+                .set_cluster(sdk.cluster)
+                .set_service(sdk.service)
+                .set_desired_count(sdk.desired_count)
+                .set_task_definition(sdk.task_definition)
+                .set_capacity_provider_strategy(sdk.capacity_provider_strategy)
+                .set_deployment_configuration(sdk.deployment_configuration)
+                .set_availability_zone_rebalancing(sdk.availability_zone_rebalancing)
+                .set_network_configuration(sdk.network_configuration)
+                .set_placement_constraints(sdk.placement_constraints)
+                .set_placement_strategy(sdk.placement_strategy)
+                .set_platform_version(sdk.platform_version)
+                .set_force_new_deployment(sdk.force_new_deployment)
+                .set_health_check_grace_period_seconds(sdk.health_check_grace_period_seconds)
+                .set_deployment_controller(sdk.deployment_controller)
+                .set_enable_execute_command(sdk.enable_execute_command)
+                .set_enable_ecs_managed_tags(sdk.enable_ecs_managed_tags)
+                .set_load_balancers(sdk.load_balancers)
+                .set_propagate_tags(sdk.propagate_tags)
+                .set_service_registries(sdk.service_registries)
+                .set_service_connect_configuration(sdk.service_connect_configuration)
+                .set_volume_configurations(sdk.volume_configurations)
+                .set_vpc_lattice_configurations(sdk.vpc_lattice_configurations)
+                .set_gateway_connectors(sdk.gateway_connectors)
+                .set_monitoring(sdk.monitoring)
+                .send()
+        })
+        .await?;
     Ok(out.service.unwrap_or_else(|| service.clone()))
 }
 
@@ -734,25 +717,18 @@ async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Serv
 /// DescribeServices for up to 10 services of one cluster, tags included: the services ECS
 /// has, by ARN, INACTIVE ones left out. A missing cluster has none.
 async fn describe_many(ecs: &Ecs, cluster: &str, arns: Vec<String>) -> Result<HashMap<String, Service>, EcsError> {
-    ecs.permit("DescribeServices").await;
-    let out = match ecs
-        .describe_services()
-        .cluster(cluster)
-        .set_services(Some(arns))
-        .include(ServiceField::Tags)
-        .send()
+    let described = ecs
+        .call("DescribeServices", |c| {
+            c.describe_services()
+                .cluster(cluster)
+                .set_services(Some(arns))
+                .include(ServiceField::Tags)
+                .send()
+        })
         .await
-    {
-        Ok(out) => out,
-        Err(err) => {
-            return match EcsError::new("DescribeServices", err) {
-                e if e.class == ErrorClass::NotFound => Ok(HashMap::new()),
-                e => Err(e),
-            };
-        }
-    };
-    Ok(out
-        .services
+        .found()?;
+    Ok(described
+        .and_then(|out| out.services)
         .unwrap_or_default()
         .into_iter()
         .filter(|s| s.status() != Some("INACTIVE"))
@@ -763,21 +739,13 @@ async fn describe_many(ecs: &Ecs, cluster: &str, arns: Vec<String>) -> Result<Ha
 /// DeleteService with force (no need to scale to 0 first). Returns the service as ECS
 /// reports it afterwards (DRAINING, or INACTIVE), None when it was already gone.
 async fn delete(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
-    ecs.permit("DeleteService").await;
-    match ecs
-        .delete_service()
-        .cluster(cluster)
-        .service(service)
-        .force(true)
-        .send()
+    let deleted = ecs
+        .call("DeleteService", |c| {
+            c.delete_service().cluster(cluster).service(service).force(true).send()
+        })
         .await
-    {
-        Ok(out) => Ok(out.service),
-        Err(err) => match EcsError::new("DeleteService", err) {
-            e if e.class == ErrorClass::NotFound => Ok(None),
-            e => Err(e),
-        },
-    }
+        .found()?;
+    Ok(deleted.and_then(|out| out.service))
 }
 
 #[cfg(test)]

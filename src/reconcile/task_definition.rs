@@ -19,20 +19,17 @@ use aws_sdk_ecs::config::retry::RetryConfig;
 use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput as SdkRegisterInput;
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionField, TaskDefinitionStatus};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 use tracing::debug;
 
-use super::observations::by_account;
+use super::observations::{Observations, by_account};
 use super::{Context, Error, Managed, Note, Outcome, State, claim};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
 use crate::api::task_definition::RetiredRevisions;
-use crate::api::{
-    CommonStatus, DeletionPolicy, EcsService, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions,
-};
-use crate::ecs::client::Ecs;
-use crate::ecs::error::{EcsError, ErrorClass};
+use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
+use crate::ecs::client::{Ecs, Found};
+use crate::ecs::error::EcsError;
 use crate::ecs::normalize::{content_hash, task_definition_content};
-use crate::ecs::ownership::{self, sdk_tag_map, sync_tags, tag_list, tag_map};
+use crate::ecs::ownership::{self, creation_tags, sdk_tag_map, sync_tags, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::task_definition::{self as planner, CONTENT_HASH, Plan};
 
@@ -44,7 +41,7 @@ const LIST_PAGE: i32 = 100;
 const DESCRIBE_EVERY: u64 = 12;
 
 /// What a resync's listing saw: the object's revision is still ACTIVE.
-struct StillActive;
+pub struct StillActive;
 
 impl EcsTaskDefinition {
     /// The family: spec.family, else metadata.name.
@@ -66,6 +63,11 @@ impl EcsTaskDefinition {
 
 impl Managed for EcsTaskDefinition {
     type Status = EcsTaskDefinitionStatus;
+    type Observed = StillActive;
+
+    fn observations(ctx: &Context) -> &Observations<Self::Observed> {
+        &ctx.observed.task_definitions
+    }
 
     fn status(&self) -> Option<&Self::Status> {
         self.status.as_ref()
@@ -93,8 +95,9 @@ impl Managed for EcsTaskDefinition {
         // NB: the resync's listing saw the revision this object registered still ACTIVE, and
         // the spec is the one it was registered from: nothing to read or write.
         let listed_active = ctx
-            .observations
-            .take::<StillActive>(&self.uid().unwrap_or_default())
+            .observed
+            .task_definitions
+            .take(&self.uid().unwrap_or_default())
             .is_some();
         if listed_active && !spec_changed && previous.active_revisions.len() <= limit {
             let revision = previous.revision.unwrap_or_default();
@@ -161,7 +164,7 @@ impl Managed for EcsTaskDefinition {
                     Plan::Register { why } => why,
                     Plan::InSync => "no revision to use".to_string(),
                 };
-                let td = register(&ecs, &input, user_tags.as_ref(), &wanted_tags).await?;
+                let td = register(&ecs, &input, &wanted_tags).await?;
                 events.push(Note::normal(
                     "RevisionRegistered",
                     format!("revision {} of {family} registered ({why})", td.revision()),
@@ -179,22 +182,12 @@ impl Managed for EcsTaskDefinition {
         if active.len() > limit {
             // NB: a failure here must not fail the pass: the new revision is registered and
             // has to reach status; the old ones are retired on a later pass.
-            match revisions_in_use(ctx, &family).await {
-                Ok(in_use) => {
-                    let (retiring, kept) = planner::retirement(&active, limit, &in_use);
-                    let retirement = retire(&ecs, &family, &retiring, self.spec.retired_revisions).await;
-                    active.retain(|r| !retirement.retired.contains(r));
-                    message.push_str(&retirement.summary(&kept));
-                    events.extend(retirement.notes);
-                }
-                Err(err) => {
-                    message.push_str(&format!("; old revisions could not be retired: {err}"));
-                    events.push(Note::warning(
-                        "RetireFailed",
-                        format!("old revisions of {family} stay ACTIVE for now, retried later: {err}"),
-                    ));
-                }
-            }
+            let in_use = revisions_in_use(ctx, &family);
+            let (retiring, kept) = planner::retirement(&active, limit, &in_use);
+            let retirement = retire(&ecs, &family, &retiring, self.spec.retired_revisions).await;
+            active.retain(|r| !retirement.retired.contains(r));
+            message.push_str(&retirement.summary(&kept));
+            events.extend(retirement.notes);
         }
 
         let status = EcsTaskDefinitionStatus {
@@ -235,13 +228,15 @@ impl Managed for EcsTaskDefinition {
             // NB: the account may hold far more ACTIVE revisions than the operator manages:
             // never list more pages than there are objects to check; the rest read their own.
             for _ in 0..members.len() {
-                ecs.permit("ListTaskDefinitions").await;
+                let token = next_token.take();
                 let page = ecs
-                    .list_task_definitions()
-                    .status(TaskDefinitionStatus::Active)
-                    .max_results(LIST_PAGE)
-                    .set_next_token(next_token.take())
-                    .send()
+                    .call("ListTaskDefinitions", |c| {
+                        c.list_task_definitions()
+                            .status(TaskDefinitionStatus::Active)
+                            .max_results(LIST_PAGE)
+                            .set_next_token(token)
+                            .send()
+                    })
                     .await;
                 match page {
                     Ok(out) => {
@@ -249,7 +244,7 @@ impl Managed for EcsTaskDefinition {
                         next_token = out.next_token;
                     }
                     Err(err) => {
-                        debug!(error = %EcsError::new("ListTaskDefinitions", err), "listing failed");
+                        debug!(error = %err, "listing failed");
                         break;
                     }
                 }
@@ -258,7 +253,7 @@ impl Managed for EcsTaskDefinition {
                 }
             }
             for (uid, _) in members.iter().filter(|(_, arn)| active.contains(arn)) {
-                ctx.observations.offer(uid, read_at, StillActive);
+                ctx.observed.task_definitions.offer(uid, read_at, StillActive);
             }
         }
     }
@@ -273,7 +268,7 @@ impl Managed for EcsTaskDefinition {
             )]);
         }
         let (ecs, _) = ctx.ecs_for(self).await?;
-        let in_use = revisions_in_use(ctx, &family).await?;
+        let in_use = revisions_in_use(ctx, &family);
         let (retiring, kept) = planner::retirement(&revisions, 0, &in_use);
         let retirement = retire(&ecs, &family, &retiring, self.spec.retired_revisions).await;
         if let Some((revision, users)) = kept.first_key_value() {
@@ -295,32 +290,24 @@ impl Managed for EcsTaskDefinition {
 
 /// Revisions of `family` that the EcsServices the operator watches use (their deployments
 /// and task sets as last observed, rollback targets included, and what ECS runs) or name
-/// in spec (`family:revision` or an ARN), with the services using each.
-async fn revisions_in_use(ctx: &Context, family: &str) -> Result<BTreeMap<i32, Vec<String>>, Error> {
-    let scopes: Vec<Api<EcsService>> = match ctx.settings.namespaces.as_slice() {
-        [] => vec![Api::all(ctx.client.clone())],
-        namespaces => namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect(),
-    };
+/// in spec (`family:revision` or an ARN), with the services using each; read from the
+/// shared watch cache of services, in every shard.
+fn revisions_in_use(ctx: &Context, family: &str) -> BTreeMap<i32, Vec<String>> {
     let mut in_use: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for api in scopes {
-        for service in api.list(&ListParams::default()).await? {
-            let who = format!(
-                "service {}/{}",
-                service.namespace().unwrap_or_default(),
-                service.name_any()
-            );
-            for revision in planner::revisions_used_by(&service, family) {
-                let users = in_use.entry(revision).or_default();
-                if !users.contains(&who) {
-                    users.push(who.clone());
-                }
+    for service in ctx.caches.services.all() {
+        let who = format!(
+            "service {}/{}",
+            service.namespace().unwrap_or_default(),
+            service.name_any()
+        );
+        for revision in planner::revisions_used_by(&service, family) {
+            let users = in_use.entry(revision).or_default();
+            if !users.contains(&who) {
+                users.push(who.clone());
             }
         }
     }
-    Ok(in_use)
+    in_use
 }
 
 /// What retiring revisions did.
@@ -365,23 +352,19 @@ async fn describe(
     ecs: &Ecs,
     task_definition: &str,
 ) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
-    ecs.permit("DescribeTaskDefinition").await;
-    match ecs
-        .describe_task_definition()
-        .task_definition(task_definition)
-        .include(TaskDefinitionField::Tags)
-        .send()
+    let described = ecs
+        .call("DescribeTaskDefinition", |c| {
+            c.describe_task_definition()
+                .task_definition(task_definition)
+                .include(TaskDefinitionField::Tags)
+                .send()
+        })
         .await
-    {
-        Ok(out) => {
-            let tags = sdk_tag_map(out.tags());
-            Ok(out.task_definition.map(|td| (td, tags)))
-        }
-        Err(err) => match EcsError::new("DescribeTaskDefinition", err) {
-            e if e.class == ErrorClass::NotFound => Ok(None),
-            e => Err(e),
-        },
-    }
+        .found()?;
+    Ok(described.and_then(|out| {
+        let tags = sdk_tag_map(out.tags());
+        out.task_definition.map(|td| (td, tags))
+    }))
 }
 
 /// Registers the desired content as a new revision, tagged with the user's tags, the
@@ -392,43 +375,40 @@ async fn describe(
 async fn register(
     ecs: &Ecs,
     input: &RegisterTaskDefinitionInput,
-    user_tags: Option<&BTreeMap<String, String>>,
     wanted_tags: &BTreeMap<String, String>,
 ) -> Result<TaskDefinition, Error> {
-    let mut tags = user_tags.cloned().unwrap_or_default();
-    tags.extend(wanted_tags.clone());
     let mut input = input.clone();
-    input.tags = Some(tag_list(&tags));
+    input.tags = Some(creation_tags(input.tags.as_deref(), wanted_tags));
     let sdk = to_sdk(&input, SdkRegisterInput::deserialize)?;
-    ecs.permit("RegisterTaskDefinition").await;
     let out = ecs
-        .register_task_definition()
-        .set_family(sdk.family)
-        .set_task_role_arn(sdk.task_role_arn)
-        .set_execution_role_arn(sdk.execution_role_arn)
-        .set_network_mode(sdk.network_mode)
-        .set_container_definitions(sdk.container_definitions)
-        .set_volumes(sdk.volumes)
-        .set_placement_constraints(sdk.placement_constraints)
-        .set_requires_compatibilities(sdk.requires_compatibilities)
-        .set_cpu(sdk.cpu)
-        .set_memory(sdk.memory)
-        .set_tags(sdk.tags)
-        .set_pid_mode(sdk.pid_mode)
-        .set_ipc_mode(sdk.ipc_mode)
-        .set_proxy_configuration(sdk.proxy_configuration)
-        .set_inference_accelerators(sdk.inference_accelerators)
-        .set_ephemeral_storage(sdk.ephemeral_storage)
-        .set_runtime_platform(sdk.runtime_platform)
-        .set_enable_fault_injection(sdk.enable_fault_injection)
-        // NB: RegisterTaskDefinition has no idempotency token: if the answer to a call ECS
-        // carried out is lost, an SDK retry registers a second revision. Without retries,
-        // the next pass finds the revision by its content-hash tag instead.
-        .customize()
-        .config_override(aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled()))
-        .send()
-        .await
-        .map_err(|e| EcsError::new("RegisterTaskDefinition", e))?;
+        .call("RegisterTaskDefinition", |c| {
+            c.register_task_definition()
+                .set_family(sdk.family)
+                .set_task_role_arn(sdk.task_role_arn)
+                .set_execution_role_arn(sdk.execution_role_arn)
+                .set_network_mode(sdk.network_mode)
+                .set_container_definitions(sdk.container_definitions)
+                .set_volumes(sdk.volumes)
+                .set_placement_constraints(sdk.placement_constraints)
+                .set_requires_compatibilities(sdk.requires_compatibilities)
+                .set_cpu(sdk.cpu)
+                .set_memory(sdk.memory)
+                .set_tags(sdk.tags)
+                .set_pid_mode(sdk.pid_mode)
+                .set_ipc_mode(sdk.ipc_mode)
+                .set_proxy_configuration(sdk.proxy_configuration)
+                .set_inference_accelerators(sdk.inference_accelerators)
+                .set_ephemeral_storage(sdk.ephemeral_storage)
+                .set_runtime_platform(sdk.runtime_platform)
+                .set_enable_fault_injection(sdk.enable_fault_injection)
+                // NB: RegisterTaskDefinition has no idempotency token: if the answer to a call ECS
+                // carried out is lost, an SDK retry registers a second revision. Without retries,
+                // the next pass finds the revision by its content-hash tag instead.
+                .customize()
+                .config_override(aws_sdk_ecs::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+        })
+        .await?;
     out.task_definition.ok_or_else(|| {
         Error::Ecs(EcsError::empty(
             "RegisterTaskDefinition",
@@ -446,14 +426,16 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
     let mut deregistered = vec![];
     for &revision in revisions {
         let name = format!("{family}:{revision}");
-        ecs.permit("DeregisterTaskDefinition").await;
-        match ecs.deregister_task_definition().task_definition(&name).send().await {
+        let deregistered_now = ecs
+            .call("DeregisterTaskDefinition", |c| {
+                c.deregister_task_definition().task_definition(&name).send()
+            })
+            .await
+            .found();
+        match deregistered_now {
+            // NB: a revision already gone is what we want.
             Ok(_) => deregistered.push(revision),
-            Err(err) => match EcsError::new("DeregisterTaskDefinition", err) {
-                // NB: a revision already gone is what we want.
-                e if e.class == ErrorClass::NotFound => deregistered.push(revision),
-                e => retirement.failures.push(format!("{name}: {e}")),
-            },
+            Err(e) => retirement.failures.push(format!("{name}: {e}")),
         }
     }
     if policy == RetiredRevisions::Deregister {
@@ -461,11 +443,10 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
     } else {
         for batch in deregistered.chunks(DELETE_BATCH) {
             let names: Vec<String> = batch.iter().map(|r| format!("{family}:{r}")).collect();
-            ecs.permit("DeleteTaskDefinitions").await;
             match ecs
-                .delete_task_definitions()
-                .set_task_definitions(Some(names))
-                .send()
+                .call("DeleteTaskDefinitions", |c| {
+                    c.delete_task_definitions().set_task_definitions(Some(names)).send()
+                })
                 .await
             {
                 Ok(out) => {
@@ -483,9 +464,7 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
                         .extend(batch.iter().filter(|r| !failed.iter().any(|(f, _)| *f == Some(**r))));
                     retirement.failures.extend(failed.into_iter().map(|(_, why)| why));
                 }
-                Err(err) => retirement
-                    .failures
-                    .push(EcsError::new("DeleteTaskDefinitions", err).to_string()),
+                Err(err) => retirement.failures.push(err.to_string()),
             }
         }
     }
