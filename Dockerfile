@@ -1,7 +1,8 @@
 # ecs-operator image: a multi-stage build with the dependencies in their own cached layer,
 # a minimal non-root runtime image, and the version baked into the binary (Cargo.toml;
-# `ecs-operator --version`). No Docker engine runs on the development machines, so this
-# file is not built in CI yet (packaging issue, in progress).
+# `ecs-operator --version`). No Docker engine runs on the development machines or in CI:
+# `make test` runs this file's build command (`make image-build`) and checks the version,
+# but the image itself is built wherever a Docker engine is.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first: this layer is reused as long as Cargo.toml and Cargo.lock stay the same.

@@ -23,7 +23,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Operator, admin_client, calls_of, ecs_calls, namespace, ready_count};
+use common::{Operator, admin_client, calls_of, ecs_calls, namespace, object, ready_count};
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use ecs_operator::ecs::limits::{Category, RateLimits};
 use ecs_operator::reconcile::Managed;
@@ -71,10 +71,6 @@ struct Run {
 /// ECS operations that change something.
 fn is_write(operation: &str) -> bool {
     common::ECS_WRITES.contains(&operation)
-}
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
 }
 
 /// utime + stime of a process, in seconds.

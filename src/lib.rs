@@ -2,6 +2,7 @@
 //! from Kubernetes objects.
 
 pub mod api;
+pub mod backoff;
 pub mod ecs;
 pub mod leader;
 pub mod plan;

@@ -101,7 +101,15 @@ struct RunArgs {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    // NB: one line a person can act on, not the Debug form Rust prints for a returned error.
+    if let Err(err) = dispatch().await {
+        eprintln!("ecs-operator: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn dispatch() -> Result<(), Box<dyn std::error::Error>> {
     let command = Cli::parse()
         .command
         .unwrap_or_else(|| Command::Run(Box::new(RunArgs::parse_from(["run"]))));
@@ -142,9 +150,30 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(namespaces = ?namespace_roles.keys().collect::<Vec<_>>(), "namespaces mapped to IAM roles");
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    server::serve(args.metrics_address, health.clone(), metrics.clone()).await?;
+    let listen = |address, what: &str, flag: &str, env: &str| {
+        let what = what.to_string();
+        let (flag, env) = (flag.to_string(), env.to_string());
+        move |err: std::io::Error| {
+            format!("cannot serve {what} on {address}: {err}; choose another address with {flag} ({env})")
+        }
+    };
+    server::serve(args.metrics_address, health.clone(), metrics.clone())
+        .await
+        .map_err(listen(
+            args.metrics_address,
+            "/metrics",
+            "--metrics-address",
+            "ECS_OPERATOR_METRICS_ADDRESS",
+        ))?;
     if args.health_address != args.metrics_address {
-        server::serve(args.health_address, health.clone(), metrics.clone()).await?;
+        server::serve(args.health_address, health.clone(), metrics.clone())
+            .await
+            .map_err(listen(
+                args.health_address,
+                "/healthz and /readyz",
+                "--health-address",
+                "ECS_OPERATOR_HEALTH_ADDRESS",
+            ))?;
     }
 
     let (client, watches) = kubernetes_clients().await?;

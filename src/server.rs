@@ -13,9 +13,16 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::telemetry::Metrics;
+
+/// How long to wait after a failed accept: 10 ms doubling to 1 s.
+const ACCEPT_BACKOFF: Backoff = Backoff {
+    first: std::time::Duration::from_millis(10),
+    most: std::time::Duration::from_secs(1),
+};
 
 /// Whether the operator is ready to serve.
 #[derive(Default)]
@@ -46,9 +53,21 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     info!(address = %bound, "serving /healthz, /readyz and /metrics");
     let task = tokio::spawn(async move {
+        let mut failures = 0;
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    failures = 0;
+                    stream
+                }
+                // NB: e.g. out of file descriptors: retrying at once would spin a core.
+                Err(err) => {
+                    failures += 1;
+                    let wait = ACCEPT_BACKOFF.delay(failures);
+                    warn!(error = %err, retry_in = ?wait, "could not accept a connection");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             };
             let (health, metrics) = (health.clone(), metrics.clone());
             tokio::spawn(async move {

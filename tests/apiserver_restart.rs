@@ -5,14 +5,10 @@
 
 mod common;
 
-use common::{Operator, admin_client, apply_json, delete_namespace, namespace, root, wait_for};
+use common::{Operator, admin_client, apply_json, delete_namespace, namespace, object, root, wait_for};
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::Api;
 use serde_json::{Value, json};
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
-}
 
 fn task_definition(ns: &str, image: &str) -> Value {
     object(

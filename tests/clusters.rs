@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Operator, admin_client, apply_json, calls_of, condition, declare_broken, delete_namespace, ecs_calls, ecs_client,
-    ecs_writes, event, gone, more_calls, namespace, ready, set_timing, wait_for,
+    Operator, admin_client, apply_json, calls_of, declare_broken, delete_namespace, ecs_calls, ecs_client, ecs_writes,
+    event, gone, more_calls, namespace, ready, set_timing, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -188,11 +188,7 @@ async fn an_unowned_cluster_stalls_until_adopted_and_retain_keeps_it() {
         .expect("create by hand");
 
     apply_json(&api, &cluster("legacy", &name, json!({"deletionPolicy": "Retain"}))).await;
-    let (_, _, message) = wait_for("Stalled=NotOwned", 30, || async {
-        let status = api.get("legacy").await.ok()?.status?;
-        condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
-    })
-    .await;
+    let (_, message) = wait_condition(&api, "legacy", "Stalled", "True", Some("NotOwned"), 30).await;
     assert!(message.contains("spec.adopt"), "{message}");
     let calls = ecs_calls(&ns);
     assert_eq!(
@@ -257,11 +253,7 @@ async fn deletion_waits_while_a_service_runs_in_the_cluster() {
         .expect("create service");
 
     api.delete("main", &DeleteParams::default()).await.expect("delete");
-    let (_, _, message) = wait_for("DeletionBlocked", 30, || async {
-        let status = api.get("main").await.ok()?.status?;
-        condition(&status.common.conditions, "Ready").filter(|(s, r, _)| s == "False" && r == "DeletionBlocked")
-    })
-    .await;
+    let (_, message) = wait_condition(&api, "main", "Ready", "False", Some("DeletionBlocked"), 30).await;
     assert!(message.contains("blocker"), "the blocking service is named: {message}");
     assert_eq!(ecs_cluster(&name).await.status, "ACTIVE");
 
@@ -344,19 +336,6 @@ async fn ecs_namespace(name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Waits for a condition of the current generation with this type, status and reason;
-/// returns its message.
-async fn condition_now(api: &Api<EcsCluster>, name: &str, type_: &str, status: &str, reason: &str) -> String {
-    wait_for(&format!("{name} {type_}={status} {reason}"), 60, || async {
-        let obj = api.get(name).await.ok()?;
-        let conditions = obj.status?.common;
-        let current = conditions.observed_generation == obj.metadata.generation;
-        let (s, r, m) = condition(&conditions.conditions, type_)?;
-        (current && s == status && r == reason).then_some(m)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_service_connect_namespace_given_by_name_is_renamed_and_removed() {
     let client = admin_client().await;
@@ -416,7 +395,16 @@ async fn capacity_providers_attach_over_time_and_a_failed_attachment_stalls() {
 
     let asg = format!("{ns}-asg");
     apply_json(&api, &providers(json!(["FARGATE", asg]))).await;
-    let message = condition_now(&api, "main", "Reconciling", "True", "UpdatingCapacityProviders").await;
+    let message = wait_condition(
+        &api,
+        "main",
+        "Reconciling",
+        "True",
+        Some("UpdatingCapacityProviders"),
+        60,
+    )
+    .await
+    .1;
     assert!(message.contains("UPDATE_IN_PROGRESS"), "{message}");
     let obj = ready(&api, "main", 60).await;
     assert_eq!(
@@ -427,7 +415,9 @@ async fn capacity_providers_attach_over_time_and_a_failed_attachment_stalls() {
     let broken = format!("{ns}-broken");
     declare_broken(&broken);
     apply_json(&api, &providers(json!(["FARGATE", asg, broken]))).await;
-    let message = condition_now(&api, "main", "Stalled", "True", "CapacityProvidersFailed").await;
+    let message = wait_condition(&api, "main", "Stalled", "True", Some("CapacityProvidersFailed"), 60)
+        .await
+        .1;
     assert!(
         message.contains(&broken),
         "ECS's attachment details reach the user: {message}"
@@ -460,7 +450,9 @@ async fn removing_a_provider_a_service_uses_is_retried_slowly_with_ecs_words() {
     ready(&services, "spot", 60).await;
 
     apply_json(&api, &providers(json!(["FARGATE"]))).await;
-    let message = condition_now(&api, "main", "Reconciling", "True", "EcsBusy").await;
+    let message = wait_condition(&api, "main", "Reconciling", "True", Some("EcsBusy"), 60)
+        .await
+        .1;
     assert!(
         message.contains("ResourceInUseException") && message.contains("in use"),
         "{message}"

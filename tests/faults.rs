@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    FaultProxy, Operator, admin_client, apply_json, ecs_client, free_port, http_get, namespace, ready_count,
+    FaultProxy, Operator, admin_client, apply_json, ecs_client, free_port, http_get, namespace, object, ready_count,
     services_created, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
@@ -17,10 +17,6 @@ use kube::api::Api;
 use serde_json::{Value, json};
 
 const CLUSTERS: usize = 2;
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
-}
 
 fn task_definition(ns: &str, i: usize, image: &str) -> Value {
     let spec = json!({"family": format!("{ns}-td{i}"),

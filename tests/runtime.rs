@@ -257,3 +257,31 @@ async fn failed_and_stalled_reconciles_are_counted_in_metrics() {
     assert!(timed.is_some_and(|n| n >= 1.0), "{metrics}");
     delete_namespace(&client, &ns).await;
 }
+
+#[tokio::test]
+async fn a_port_in_use_is_one_line_naming_the_flag_to_change() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-port").await;
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = held.local_addr().expect("address").to_string();
+    let mut operator = Operator::start_with(&ns, &["--metrics-address", &address]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = operator.try_exit() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running after 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    let log = operator.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("ecs-operator: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{log}"));
+    assert!(
+        line.contains(&address) && line.contains("--metrics-address") && line.contains("in use"),
+        "{line}"
+    );
+    drop(held);
+}

@@ -8,15 +8,11 @@ use std::time::Instant;
 
 use common::{
     Operator, admin_client, apply_json, calls_of, delete_namespace, ecs_calls, ecs_writes, free_port, http_get,
-    more_calls, namespace, ready_count, resource_versions, sample, wait_for,
+    more_calls, namespace, object, ready_count, resource_versions, sample, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::Api;
 use serde_json::{Value, json};
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
-}
 
 fn task_definition(ns: &str, name: &str) -> Value {
     object(

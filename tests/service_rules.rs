@@ -8,15 +8,12 @@ use std::collections::BTreeMap;
 
 use common::{
     Operator, admin_client, calls_of, condition, declare_broken, delete_namespace, ecs_calls, ecs_client, ecs_requests,
-    event, events_for, inject_error, more_calls, namespace, ready, services_created, set_timing, vpc, wait_for,
+    event, events_for, inject_error, more_calls, namespace, object, ready, services_created, set_timing, vpc,
+    wait_condition, wait_for,
 };
 use ecs_operator::api::EcsService;
 use kube::api::Api;
 use serde_json::{Value, json};
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
-}
 
 fn cluster(ns: &str) -> Value {
     object(
@@ -58,18 +55,6 @@ async fn described(cluster: &str, name: &str) -> Value {
         .expect("describe services");
     let service = out.services().first().expect("a service").clone();
     ecs_operator::ecs::wire::from_sdk(&service).expect("service JSON")
-}
-
-/// Waits for Stalled=True with `reason` on the current generation; returns the message.
-async fn stalled(services: &Api<EcsService>, name: &str, reason: &str, timeout_secs: u64) -> String {
-    wait_for(&format!("{name} Stalled {reason}"), timeout_secs, || async {
-        let obj = services.get(name).await.ok()?;
-        let status = obj.status?;
-        let current = status.common.observed_generation == obj.metadata.generation;
-        let (s, r, m) = condition(&status.common.conditions, "Stalled")?;
-        (current && s == "True" && r == reason).then_some(m)
-    })
-    .await
 }
 
 #[tokio::test]
@@ -265,7 +250,9 @@ async fn a_network_change_the_circuit_breaker_rolls_back_is_stalled_and_never_se
     // Tasks cannot start in the new subnet: ECS fails the deployment and rolls back.
     declare_broken(&subnets[1]);
     apply(&client, &ns, &guarded("web", &subnets[1], json!({}))).await;
-    let message = stalled(&services, "web", "RolloutFailed", 60).await;
+    let message = wait_condition(&services, "web", "Stalled", "True", Some("RolloutFailed"), 60)
+        .await
+        .1;
     assert!(
         message.contains("circuit breaker"),
         "ECS's reason reaches the user: {message}"
@@ -316,7 +303,9 @@ async fn a_forced_redeploy_of_a_broken_image_is_stalled_not_ready() {
     declare_broken(&image);
     let trigger = json!({"redeployTrigger": "2026-11-30T10:00:00Z"});
     apply(&client, &ns, &guarded("web", &subnets[0], trigger)).await;
-    let message = stalled(&services, "web", "RolloutFailed", 60).await;
+    let message = wait_condition(&services, "web", "Stalled", "True", Some("RolloutFailed"), 60)
+        .await
+        .1;
     assert!(message.contains("circuit breaker"), "{message}");
     more_calls(&ns, "DescribeServices", 4).await;
     let updates = ecs_requests(&ns, "UpdateService");

@@ -5,15 +5,11 @@ mod common;
 
 use common::{
     Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, event, gone,
-    more_calls, namespace, ready, wait_for,
+    more_calls, namespace, object, ready, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-
-fn object(kind: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
-}
 
 fn cluster(ns: &str) -> Value {
     object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")}))
@@ -421,11 +417,7 @@ async fn a_service_ecs_rejects_is_stalled_with_ecs_words_after_at_most_three_cal
         json!({"clusterRef": {"name": "main"}, "taskDefinition": format!("{ns}-nothing:3"), "desiredCount": 1}),
     );
     apply(&client, &ns, &rejected).await;
-    let (_, reason, message) = wait_for("Stalled with ECS's message", 30, || async {
-        let status = services.get("web").await.ok()?.status?;
-        condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
-    })
-    .await;
+    let (reason, message) = wait_condition(&services, "web", "Stalled", "True", None, 30).await;
     assert_eq!(reason, "EcsRejected");
     assert!(message.contains("Unable to describe task definition"), "{message}");
     event(&client, &ns, "web", "EcsRejected", "Unable to describe task definition").await;

@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     Operator, admin_client, apply_json, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes,
-    event, events_for, gone, inject_error_where, more_calls, namespace, ready, wait_for,
+    event, events_for, gone, inject_error_where, more_calls, namespace, ready, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -285,15 +285,11 @@ async fn an_unowned_family_stalls_until_adopted_and_retain_leaves_revisions() {
         &task_definition("legacy", &family, "legacy:2", json!({"deletionPolicy": "Retain"})),
     )
     .await;
-    let stalled = wait_for("Stalled=NotOwned", 30, || async {
-        let status = api.get("legacy").await.ok()?.status?;
-        condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
-    })
-    .await;
+    let stalled = wait_condition(&api, "legacy", "Stalled", "True", Some("NotOwned"), 30).await;
     assert!(
-        stalled.2.contains("spec.adopt"),
+        stalled.1.contains("spec.adopt"),
         "the message says how to adopt: {}",
-        stalled.2
+        stalled.1
     );
     assert_eq!(calls_of(&ecs_calls(&ns), "RegisterTaskDefinition"), 0);
 
@@ -330,11 +326,7 @@ async fn an_ecs_rejection_stalls_with_ecs_message_and_is_not_retried_until_the_s
     let mut bad = task_definition("bad", &family, "app:1", json!({}));
     bad["spec"].as_object_mut().expect("spec").remove("memory");
     apply_json(&api, &bad).await;
-    let (_, reason, message) = wait_for("Stalled", 30, || async {
-        let status = api.get("bad").await.ok()?.status?;
-        condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
-    })
-    .await;
+    let (reason, message) = wait_condition(&api, "bad", "Stalled", "True", None, 30).await;
     assert_eq!(reason, "EcsRejected");
     assert!(message.contains("RegisterTaskDefinition"), "{message}");
 

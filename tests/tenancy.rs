@@ -102,7 +102,11 @@ async fn each_namespace_acts_in_the_account_its_administrator_mapped_it_to() {
         let tags = tags_in_account(account, &shared)
             .await
             .expect("the cluster in its account");
-        assert_eq!(tags.get("ecs.operator.dev/namespace"), Some(ns), "{account}: {tags:?}");
+        assert_eq!(
+            tags.get("ecs.operator.dev/namespace").map(String::as_str),
+            Some(&**ns),
+            "{account}: {tags:?}"
+        );
     }
 
     // The unmapped namespace cannot reach team A's account, even by adopting its cluster by
@@ -113,7 +117,11 @@ async fn each_namespace_acts_in_the_account_its_administrator_mapped_it_to() {
     let a_tags = tags_in_account("111111111111", &shared)
         .await
         .expect("team A's cluster");
-    assert_eq!(a_tags.get("ecs.operator.dev/namespace"), Some(&team_a), "{a_tags:?}");
+    assert_eq!(
+        a_tags.get("ecs.operator.dev/namespace").map(String::as_str),
+        Some(&*team_a),
+        "{a_tags:?}"
+    );
 
     for ns in [&team_a, &team_b, &unmapped] {
         delete_namespace(&client, ns).await;
@@ -145,11 +153,7 @@ async fn an_unowned_cluster_is_neither_changed_nor_deleted() {
         ),
     )
     .await;
-    wait_for("Stalled=NotOwned", 30, || async {
-        let status = api.get("theirs").await.ok()?.status?;
-        common::condition(&status.common.conditions, "Stalled").filter(|(s, r, _)| s == "True" && r == "NotOwned")
-    })
-    .await;
+    common::wait_condition(&api, "theirs", "Stalled", "True", Some("NotOwned"), 30).await;
     api.delete("theirs", &DeleteParams::default()).await.expect("delete");
     gone(&api, "theirs", 60).await;
     let calls = ecs_calls(&ns);
@@ -188,11 +192,7 @@ async fn no_credential_reaches_logs_events_or_status_on_any_error_path() {
     let service = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService", "metadata": {"name": "web"},
                          "spec": {"clusterRef": {"name": "main"}, "taskDefinition": "missing-family:7", "desiredCount": 1}});
     apply_json(&services, &service).await;
-    wait_for("the service Stalled by ECS", 60, || async {
-        let status = services.get("web").await.ok()?.status?;
-        common::condition(&status.common.conditions, "Stalled").filter(|(s, _, _)| s == "True")
-    })
-    .await;
+    common::wait_condition(&services, "web", "Stalled", "True", None, 60).await;
     // ECS unreachable: retried with backoff, reported in conditions and Events.
     let down: Api<EcsCluster> = Api::namespaced(client.clone(), &other);
     apply_json(&down, &cluster("main", &format!("{other}-main"), json!({}))).await;

@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use crate::api::{CommonStatus, EcsCluster, EcsService, EcsTaskDefinition, ManagementOptions};
 pub use crate::plan::State;
 
+use crate::backoff::Backoff;
 use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership;
@@ -45,7 +46,7 @@ pub use caches::{Cache, Caches};
 use events::EventPublisher;
 pub use labels::LabelSelector;
 use observations::Observations;
-use retries::{Backoff, Retries};
+use retries::Retries;
 use tokio::sync::Semaphore;
 
 use crate::server::Health;

@@ -1,38 +1,9 @@
-//! Retry bookkeeping in one place: the jittered exponential backoff that reconciles and
-//! watches share, and per object how often it failed in a row and when it last stalled on
-//! a generation.
+//! Retry bookkeeping in one place: per object, how often it failed in a row and when it
+//! last stalled on a generation. The waits themselves are [`crate::backoff::Backoff`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// Exponential backoff: `first` before the first retry, doubling up to `most`, each wait
-/// jittered by ±50% so that objects that failed together do not retry together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The wait before the first retry (before jitter).
-    pub first: Duration,
-    /// The longest wait (before jitter).
-    pub most: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry `n` (1 is the first), before jitter.
-    pub fn base(&self, n: u32) -> Duration {
-        let doublings = n.saturating_sub(1).min(20);
-        self.first.saturating_mul(1 << doublings).min(self.most)
-    }
-
-    /// The wait before retry `n` (1 is the first), jittered.
-    pub fn delay(&self, n: u32) -> Duration {
-        jitter(self.base(n))
-    }
-}
-
-/// `wait` scaled by a random factor between 0.5 and 1.5.
-pub fn jitter(wait: Duration) -> Duration {
-    wait.mul_f64(0.5 + fastrand::f64())
-}
+use std::time::Instant;
 
 /// Per object (by UID): failures in a row, and the generation it last stalled on, and when.
 #[derive(Default)]
@@ -87,24 +58,6 @@ impl Retries {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waits_double_up_to_the_most_and_stay_within_the_jitter() {
-        let backoff = Backoff {
-            first: Duration::from_secs(2),
-            most: Duration::from_secs(60),
-        };
-        let bases: Vec<u64> = (1..=8).map(|n| backoff.base(n).as_secs()).collect();
-        assert_eq!(bases, [2, 4, 8, 16, 32, 60, 60, 60]);
-        for n in 1..=8 {
-            let wait = backoff.delay(n);
-            assert!(
-                wait >= backoff.base(n) / 2 && wait <= backoff.base(n) * 3 / 2,
-                "{n}: {wait:?}"
-            );
-        }
-        assert_eq!(backoff.base(u32::MAX), Duration::from_secs(60));
-    }
 
     #[test]
     fn failures_count_in_a_row_and_a_stall_belongs_to_its_generation() {

@@ -67,8 +67,42 @@ pub async fn admin_client() -> Client {
     Client::try_from(config).expect("client")
 }
 
+/// A test's namespace: derefs to its name, and is deleted when dropped, so that a failing
+/// assertion does not leave it (and what the operator made for it) behind.
+#[derive(Debug)]
+pub struct TestNamespace {
+    name: String,
+}
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // NB: synchronous, as Drop is; kubectl asks and returns without waiting.
+        let _ = Command::new(root().join(".testenv/bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(test_bed().kubeconfig())
+            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 /// A fresh namespace for one test, named after it.
-pub async fn namespace(client: &Client, test: &str) -> String {
+pub async fn namespace(client: &Client, test: &str) -> TestNamespace {
     let suffix: u32 = rand_suffix();
     let name = format!("{}-{suffix:08x}", test.replace('_', "-"));
     let ns: k8s_openapi::api::core::v1::Namespace =
@@ -77,7 +111,34 @@ pub async fn namespace(client: &Client, test: &str) -> String {
         .create(&PostParams::default(), &ns)
         .await
         .expect("create namespace");
-    name
+    TestNamespace { name }
+}
+
+/// An object of this API as a user writes it.
+pub fn object(kind: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+/// Waits until the object's condition `type_` has `status` (and `reason`, when given) for
+/// its current generation; returns the condition's reason and message.
+pub async fn wait_condition<K: ecs_operator::reconcile::Managed>(
+    api: &Api<K>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout_secs: u64,
+) -> (String, String) {
+    let what = format!("{name} {type_}={status} {}", reason.unwrap_or(""));
+    wait_for(&what, timeout_secs, || async {
+        let obj = api.get(name).await.ok()?;
+        let mut object_status = obj.status().cloned()?;
+        let common = K::common(&mut object_status);
+        let current = common.observed_generation == obj.meta().generation;
+        let (s, r, m) = condition(&common.conditions, type_)?;
+        (current && s == status && reason.is_none_or(|want| want == r)).then_some((r, m))
+    })
+    .await
 }
 
 /// Deletes a test's namespace (the controller-manager removes what is in it).

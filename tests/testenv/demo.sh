@@ -1,21 +1,52 @@
 #!/usr/bin/env bash
 # `make demo`: with the local control plane and ECS endpoint up (make testenv), run the
 # operator in the background, apply config/samples, wait for them, and show what Kubernetes
-# and ECS see. The operator keeps running until `make testenv-down`.
+# and ECS see. The operator keeps running until `make testenv-down`. It never hangs: on any
+# failure it says why within seconds, with the operator's last log lines and the objects'
+# conditions.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 source .testenv/env
 ns=ecs-demo
 pidfile=.testenv/operator.pid
+log=.testenv/logs/operator.log
+python=.testenv/venv/bin/python
+
+# On any failure: say why, show the operator's last words and the objects' conditions, stop.
+fail() {
+  echo
+  echo "== make demo failed: $1"
+  echo "== last 30 lines of the operator's log ($log)"
+  tail -n 30 "$log" 2>/dev/null || true
+  echo "== the objects' conditions"
+  kubectl get ecs -n "$ns" -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{range .status.conditions[*]} {.type}={.status} ({.reason}: {.message}){end}{"\n"}{end}' 2>/dev/null || true
+  exit 1
+}
+operator_alive() { kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+readyz() { "$python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$health_port/readyz', timeout=1)" 2>/dev/null; }
 
 cargo build --quiet --locked --bin ecs-operator
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   kill "$(cat "$pidfile")" && sleep 1
 fi
-nohup target/debug/ecs-operator run --namespace "$ns" --resync-seconds 30 > .testenv/logs/operator.log 2>&1 &
+# NB: loopback ports that are free now, not 8080/8081, which other programs often hold.
+read -r metrics_port health_port < <("$python" -c '
+import socket
+held = [socket.socket() for _ in range(2)]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in held])')
+nohup target/debug/ecs-operator run --namespace "$ns" --resync-seconds 30 \
+  --metrics-address "127.0.0.1:$metrics_port" --health-address "127.0.0.1:$health_port" > "$log" 2>&1 &
 echo $! > "$pidfile"
-echo "== operator running (pid $(cat "$pidfile"), log .testenv/logs/operator.log), watching namespace $ns"
+echo "== operator running (pid $(cat "$pidfile"), log $log, metrics on http://127.0.0.1:$metrics_port/metrics), watching namespace $ns"
+for _ in $(seq 1 60); do
+  operator_alive || fail "the operator exited at start"
+  readyz && break
+  sleep 0.5
+done
+readyz || fail "the operator was not ready within 30 s"
 
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
@@ -36,7 +67,17 @@ kubectl kustomize config/samples \
   | kubectl apply -n "$ns" --server-side -f -
 
 echo "== waiting for all three to be Ready"
-kubectl wait -n "$ns" --for=condition=Ready --timeout=120s ecscluster/demo ecstaskdefinition/web ecsservice/web
+ready=""
+for _ in $(seq 1 120); do
+  operator_alive || fail "the operator exited"
+  stalled=$(kubectl get ecs -n "$ns" -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Stalled")]}{.status}{"\n"}{end}{end}' | grep -c True || true)
+  [ "$stalled" = "0" ] || fail "an object is Stalled"
+  if kubectl wait -n "$ns" --for=condition=Ready --timeout=1s ecscluster/demo ecstaskdefinition/web ecsservice/web >/dev/null 2>&1; then
+    ready=yes
+    break
+  fi
+done
+[ -n "$ready" ] || fail "not all three were Ready within two minutes"
 
 echo; echo "== kubectl get ecs -o wide"
 kubectl get ecs -n "$ns" -o wide
