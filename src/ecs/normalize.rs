@@ -95,6 +95,25 @@ fn task_size(raw: &str, unit: Unit) -> String {
     }
 }
 
+/// Normalised content as ECS reports it back, for comparing a revision with a spec:
+/// "If no network mode is specified, the default is bridge" (RegisterTaskDefinition,
+/// networkMode); Fargate takes only an explicit awsvpc.
+// NB: kept out of `normalise`, so that the content hash tagged on revisions registered by
+// earlier versions stays the same and upgrading the operator registers nothing.
+pub fn as_ecs_reports(content: &Value) -> Value {
+    let mut content = content.clone();
+    if let Value::Object(task) = &mut content {
+        let fargate = task
+            .get("requiresCompatibilities")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c == "FARGATE"));
+        if !fargate && !task.contains_key("networkMode") {
+            task.insert("networkMode".into(), Value::from("bridge"));
+        }
+    }
+    content
+}
+
 fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&str>) {
     container.entry("essential").or_insert(Value::Bool(true));
     container.entry("cpu").or_insert(Value::from(0));
@@ -163,6 +182,22 @@ mod tests {
         }));
         assert_eq!(short, explicit);
         assert_eq!(content_hash(&short), content_hash(&explicit));
+    }
+
+    #[test]
+    fn bridge_is_the_network_mode_when_none_is_given() {
+        let omitted = content(json!({"containerDefinitions": [{"name": "web", "image": "nginx"}]}));
+        let bridge =
+            content(json!({"networkMode": "bridge", "containerDefinitions": [{"name": "web", "image": "nginx"}]}));
+        assert_ne!(
+            content_hash(&omitted),
+            content_hash(&bridge),
+            "the hash is of the spec as written"
+        );
+        assert_eq!(as_ecs_reports(&omitted), as_ecs_reports(&bridge));
+        let fargate = content(json!({"requiresCompatibilities": ["FARGATE"],
+            "containerDefinitions": [{"name": "web", "image": "nginx"}]}));
+        assert_eq!(as_ecs_reports(&fargate).get("networkMode"), None);
     }
 
     #[test]

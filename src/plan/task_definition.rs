@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::api::EcsService;
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
-use crate::ecs::normalize::{content_hash, task_definition_content};
+use crate::ecs::normalize::{as_ecs_reports, content_hash, task_definition_content};
 use crate::ecs::wire::from_sdk;
 
 /// Tag recording the hash of the normalised content a revision was registered from.
@@ -120,13 +120,14 @@ pub fn family_and_revision(name: &str) -> Option<(&str, i32)> {
 /// In sync when the revision was registered from the same content (its hash tag), or, for
 /// revisions registered elsewhere, when its normalised content equals the desired one.
 pub fn in_sync(td: &TaskDefinition, tags: &BTreeMap<String, String>, hash: &str, content: &Value) -> bool {
-    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash) || observed_content(td).as_ref() == Some(content)
+    tags.get(CONTENT_HASH).map(String::as_str) == Some(hash) || observed_content(td) == Some(as_ecs_reports(content))
 }
 
+/// The revision's content, normalised as the spec's is compared with it.
 fn observed_content(td: &TaskDefinition) -> Option<Value> {
     from_sdk::<_, RegisterTaskDefinitionInput>(td)
         .ok()
-        .map(|input| task_definition_content(&input))
+        .map(|input| as_ecs_reports(&task_definition_content(&input)))
 }
 
 /// Top-level fields (and container.field for containers) that differ, for Events.
@@ -134,7 +135,8 @@ pub fn changed_fields(old: &TaskDefinition, new: &Value) -> Vec<String> {
     let Some(old) = observed_content(old) else {
         return vec!["content".into()];
     };
-    let (Value::Object(old), Value::Object(new)) = (&old, new) else {
+    let new = as_ecs_reports(new);
+    let (Value::Object(old), Value::Object(new)) = (&old, &new) else {
         return vec!["content".into()];
     };
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
