@@ -7,5 +7,6 @@ pub mod ecs;
 pub mod leader;
 pub mod plan;
 pub mod reconcile;
+pub mod rollout;
 pub mod server;
 pub mod telemetry;

@@ -12,6 +12,7 @@ use ecs_operator::ecs::limits::RateLimits;
 use ecs_operator::leader::LeaderElector;
 use ecs_operator::reconcile::LabelSelector;
 use ecs_operator::reconcile::{self, Context, Settings};
+use ecs_operator::rollout;
 use ecs_operator::server::{self, Health};
 use ecs_operator::telemetry::{self, LogFormat, Metrics};
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,6 +35,32 @@ enum Command {
     },
     /// Run the controllers (the default).
     Run(Box<RunArgs>),
+    /// Watch and steer an EcsService's service deployment (BLUE_GREEN, CANARY, LINEAR).
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RolloutAction {
+    /// Where the service deployment stands: strategy, stage, the hook waiting.
+    Status(RolloutTarget),
+    /// Approve the deployment paused at a PAUSE hook.
+    Approve(RolloutTarget),
+    /// Roll the deployment back (at its paused hook, or stopping it).
+    Rollback(RolloutTarget),
+    /// Stop the deployment where it is (StopServiceDeployment ABORT).
+    Abort(RolloutTarget),
+}
+
+#[derive(Args)]
+struct RolloutTarget {
+    /// The EcsService, as NAMESPACE/NAME.
+    service: String,
+    /// The service deployment to act on (default: the one in flight, from status).
+    #[arg(long)]
+    deployment: Option<String>,
 }
 
 #[derive(Args)]
@@ -127,6 +154,19 @@ async fn dispatch() -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Run(args) => run(*args).await,
+        Command::Rollout { action } => {
+            let (action, target) = match action {
+                RolloutAction::Status(t) => (rollout::Action::Status, t),
+                RolloutAction::Approve(t) => (rollout::Action::Approve, t),
+                RolloutAction::Rollback(t) => (rollout::Action::Rollback, t),
+                RolloutAction::Abort(t) => (rollout::Action::Abort, t),
+            };
+            println!(
+                "{}",
+                rollout::run(action, &target.service, target.deployment.as_deref()).await?
+            );
+            Ok(())
+        }
     }
 }
 

@@ -1,41 +1,10 @@
 //! config/argocd/health.lua, run by a real Lua interpreter (Debian's lua5.4, as Argo CD's
 //! gopher-lua runs it) against the statuses the operator writes.
 
-use std::process::Command;
+mod common;
 
+use common::argo_health as health;
 use serde_json::{Value, json};
-
-/// A Lua table literal for a JSON value (what Argo CD hands the script as `obj`).
-fn lua(value: &Value) -> String {
-    match value {
-        Value::Null => "nil".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(items) => format!("{{{}}}", items.iter().map(lua).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => {
-            let fields: Vec<String> = map.iter().map(|(k, v)| format!("[{k:?}] = {}", lua(v))).collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-    }
-}
-
-/// The health the script reports for an object: (status, message).
-fn health(obj: &Value) -> (String, String) {
-    let script = format!(
-        "obj = {}\nlocal hs = dofile({:?})\nio.write(hs.status, '\\n', hs.message or '')",
-        lua(obj),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config/argocd/health.lua")
-    );
-    let out = Command::new("lua5.4")
-        .args(["-e", &script])
-        .output()
-        .expect("lua5.4 (installed by make test)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
-    (status.to_string(), message.to_string())
-}
 
 fn service(generation: i64, observed: i64, conditions: Value) -> Value {
     json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsService",
@@ -97,4 +66,18 @@ fn rolling_stale_deleting_or_new_objects_are_progressing() {
     assert_eq!(health(&deleting), ("Progressing".into(), "Deleting".into()));
     let new = json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster", "metadata": {"name": "main", "generation": 1}});
     assert_eq!(health(&new).0, "Progressing");
+}
+
+#[test]
+fn a_deployment_paused_for_approval_is_suspended() {
+    let message = "service deployment abc is paused at POST_TEST_TRAFFIC_SHIFT until approved or rolled back";
+    let paused = service(
+        3,
+        3,
+        json!([
+            condition("Ready", "False", "AwaitingApproval", message),
+            condition("Reconciling", "True", "AwaitingApproval", message)
+        ]),
+    );
+    assert_eq!(health(&paused), ("Suspended".into(), message.into()));
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     Operator, admin_client, calls_of, condition, delete_namespace, ecs_calls, ecs_client, ecs_writes, event, gone,
-    more_calls, namespace, object, ready, wait_condition, wait_for,
+    more_calls, namespace, object, ready, services_created, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -379,12 +379,12 @@ async fn with_allow_replacement_a_launch_type_or_name_change_recreates_the_servi
         .and_then(|s| s.launch_type())
         .map(|l| l.as_str().to_string());
     assert_eq!(launch_type.as_deref(), Some("FARGATE"));
+    // NB: a CreateService ECS answers "not idempotent" while the old service settles
+    // creates nothing and is retried; what counts is one deletion and one new service.
     let calls = ecs_calls(&ns);
-    assert_eq!(
-        (calls_of(&calls, "DeleteService"), calls_of(&calls, "CreateService")),
-        (1, 2),
-        "{calls:?}"
-    );
+    assert_eq!(calls_of(&calls, "DeleteService"), 1, "{calls:?}");
+    let created = services_created(&format!("{cluster_name}/web"));
+    assert_eq!(created.get(&format!("{cluster_name}/web")), Some(&2), "{created:?}");
 
     let renamed = json!({"allowReplacement": true, "launchType": "FARGATE", "serviceName": "web-v2"});
     apply(&client, &ns, &service("web", "web", renamed)).await;

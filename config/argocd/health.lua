@@ -1,6 +1,7 @@
 -- Argo CD health check for EcsCluster, EcsTaskDefinition and EcsService
 -- (resource.customizations.health.ecs.operator.dev_<Kind> in argocd-cm; see README).
--- Stalled -> Degraded, Ready=True for the current generation -> Healthy, else Progressing.
+-- Stalled -> Degraded, a deployment paused for an approval -> Suspended (Argo's word for a
+-- paused rollout), Ready=True for the current generation -> Healthy, else Progressing.
 local hs = {}
 if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
   hs.status = "Progressing"
@@ -14,6 +15,13 @@ local current = status.observedGeneration ~= nil and obj.metadata ~= nil
 for _, condition in ipairs(conditions) do
   if condition.type == "Stalled" and condition.status == "True" then
     hs.status = "Degraded"
+    hs.message = condition.message
+    return hs
+  end
+end
+for _, condition in ipairs(conditions) do
+  if condition.type == "Ready" and condition.status == "False" and condition.reason == "AwaitingApproval" then
+    hs.status = "Suspended"
     hs.message = condition.message
     return hs
   end

@@ -900,6 +900,7 @@ pub struct DeploymentConfiguration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake_time_in_minutes: Option<i32>,
     /// An array of deployment lifecycle hook objects to run custom logic or pause the deployment at specific stages of the deployment lifecycle.
+    #[schemars(length(max = 16))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
     /// Configuration for linear deployment strategy.
@@ -966,6 +967,7 @@ pub struct DeploymentLifecycleHook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The lifecycle stages at which to run the hook.
+    #[schemars(length(max = 16))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
     /// Use this field to specify custom parameters that Amazon ECS passes to your Lambda function on each invocation.

@@ -28,6 +28,7 @@ use super::shared::{CommonStatus, LocalObjectReference, ManagementOptions};
     printcolumn(name = "Status", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredCount"),
     printcolumn(name = "Running", type_ = "integer", json_path = ".status.runningCount"),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".status.serviceDeployment.lifecycleStage", priority = "1"),
     printcolumn(name = "Task Definition", type_ = "string", json_path = ".status.taskDefinitionArn", priority = "1"),
     printcolumn(name = "ARN", type_ = "string", json_path = ".status.serviceArn", priority = "1"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
@@ -59,6 +60,18 @@ use super::shared::{CommonStatus, LocalObjectReference, ManagementOptions};
 #[x_kube(validation = Rule::new("self.allowReplacement || (has(self.role) == has(oldSelf.role) && (!has(self.role) || self.role == oldSelf.role))")
     .message("role cannot change in place: set allowReplacement: true to recreate the service")
     .field_path(".role"))]
+#[x_kube(validation = Rule::new("!has(self.deploymentConfiguration) || !has(self.deploymentConfiguration.lifecycleHooks) || self.deploymentConfiguration.lifecycleHooks.all(h, !has(h.targetType) || h.targetType != 'PAUSE' || !has(h.lifecycleStages) || !h.lifecycleStages.exists(s, s == 'TEST_TRAFFIC_SHIFT' || s == 'PRODUCTION_TRAFFIC_SHIFT'))")
+    .message("PAUSE hooks cannot be configured at TEST_TRAFFIC_SHIFT or PRODUCTION_TRAFFIC_SHIFT (ECS takes only AWS_LAMBDA hooks there)")
+    .field_path(".deploymentConfiguration.lifecycleHooks"))]
+#[x_kube(validation = Rule::new("!has(self.deploymentConfiguration) || !has(self.deploymentConfiguration.lifecycleHooks) || self.deploymentConfiguration.lifecycleHooks.all(h, (has(h.targetType) && h.targetType == 'PAUSE') || has(h.hookTargetArn))")
+    .message("an AWS_LAMBDA lifecycle hook (the default targetType) needs hookTargetArn")
+    .field_path(".deploymentConfiguration.lifecycleHooks"))]
+#[x_kube(validation = Rule::new("!has(self.deploymentConfiguration) || !has(self.deploymentConfiguration.lifecycleHooks) || self.deploymentConfiguration.lifecycleHooks.all(h, has(h.lifecycleStages) && size(h.lifecycleStages) > 0)")
+    .message("a lifecycle hook needs lifecycleStages")
+    .field_path(".deploymentConfiguration.lifecycleHooks"))]
+#[x_kube(validation = Rule::new("!has(self.deploymentConfiguration) || !has(self.deploymentConfiguration.strategy) || self.deploymentConfiguration.strategy != 'BLUE_GREEN' || has(self.deploymentConfiguration.bakeTimeInMinutes)")
+    .message("the BLUE_GREEN strategy needs bakeTimeInMinutes")
+    .field_path(".deploymentConfiguration.bakeTimeInMinutes"))]
 #[x_kube(validation = Rule::new("has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)")
     .message("region is immutable: create a new EcsService in the other region instead")
     .field_path(".region"))]
@@ -130,6 +143,17 @@ pub struct EcsServiceStatus {
     /// PRIMARY first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub task_sets: Vec<TaskSetSummary>,
+    /// The service deployment in flight, or the last one (BLUE_GREEN, CANARY and LINEAR
+    /// strategies): its lifecycle stage, hooks, rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_deployment: Option<ServiceDeploymentSummary>,
+    /// The service deployment before that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_service_deployment: Option<ServiceDeploymentSummary>,
+    /// Steering annotations already acted on (`approve=<deployment id>`, ...): each is
+    /// acted on once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steered: Vec<String>,
     /// Fields the spec sets differently from ECS that the CODE_DEPLOY or EXTERNAL deployment
     /// controller owns: UpdateService cannot change them, so they reach ECS only through
     /// that controller's next deployment.
@@ -200,6 +224,70 @@ pub struct RolloutRecord {
     /// Why it failed, in ECS's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The service deployment (ECS's ARN) that the deployment belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_deployment_arn: Option<String>,
+}
+
+/// One ECS service deployment (DescribeServiceDeployments).
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDeploymentSummary {
+    /// Its ARN.
+    pub arn: String,
+    /// The last part of the ARN: what the steering annotations and `ecs-operator rollout` name.
+    pub id: String,
+    /// PENDING, IN_PROGRESS, SUCCESSFUL, STOPPED, STOP_REQUESTED, ROLLBACK_REQUESTED,
+    /// ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL or ROLLBACK_FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why it is in that status, in ECS's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// The lifecycle stage it is in (RECONCILE_SERVICE ... BAKE_TIME, CLEAN_UP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_stage: Option<String>,
+    /// The deployment strategy: ROLLING, BLUE_GREEN, LINEAR or CANARY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// The service revisions it moves away from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_service_revisions: Vec<String>,
+    /// The service revision it deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_service_revision: Option<String>,
+    /// Why and to what it rolled back, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+    /// The deployment circuit breaker: TRIGGERED, MONITORING, MONITORING_COMPLETE or DISABLED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<String>,
+    /// The CloudWatch alarms watching it, the same states, and those triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<String>,
+    /// The lifecycle hook running or waiting, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookSummary>,
+}
+
+/// A lifecycle hook of a service deployment.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookSummary {
+    /// What ContinueServiceDeployment names.
+    pub hook_id: String,
+    /// AWS_LAMBDA or PAUSE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+    /// AWAITING_ACTION, IN_PROGRESS, SUCCEEDED, FAILED or TIMED_OUT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// When ECS takes the timeout action (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// CONTINUE or ROLLBACK, taken at expiresAt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_action: Option<String>,
 }
 
 /// One task set of a CODE_DEPLOY or EXTERNAL service.

@@ -196,6 +196,7 @@ pub const TABLE: &[Rule] = &[
     rule("ServiceNotFoundException", "", NotFound, "gone"),
     rule("ResourceNotFoundException", "", NotFound, "gone"),
     rule("TargetNotFoundException", "", NotFound, "gone"),
+    rule("ServiceDeploymentNotFoundException", "", NotFound, "gone"),
     Rule {
         code: "ClientException",
         message: "Unable to describe task definition",

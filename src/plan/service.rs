@@ -13,6 +13,7 @@
 //! - a rollout of the current spec that failed is never sent again for that spec;
 //! - Ready means steady: the spec's deployment (or task set) runs all its tasks.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, StabilityStatus};
@@ -20,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Change, State};
 use crate::api::ecs_types::{CreateServiceInput, SchedulingStrategy};
-use crate::api::service::RolloutRecord;
+use crate::api::service::{HookSummary, RolloutRecord, ServiceDeploymentSummary};
 use crate::api::{EcsService, EcsServiceSpec, EcsServiceStatus};
 use crate::ecs::diff::matches;
 use crate::ecs::wire::{WireError, from_sdk};
@@ -190,7 +191,12 @@ impl Plan {
 
 /// Decides what to do about the service `observed` (as DescribeServices reported it; None
 /// when ECS has none) for `desired`, given the status of the last pass.
-pub fn plan(desired: &Desired, observed: Option<&Service>, last: &EcsServiceStatus) -> Result<Plan, WireError> {
+pub fn plan(
+    desired: &Desired,
+    observed: Option<&Service>,
+    service_deployment: Option<&ServiceDeploymentSummary>,
+    last: &EcsServiceStatus,
+) -> Result<Plan, WireError> {
     // DescribeServices keeps reporting a deleted service INACTIVE for a while: it is gone.
     let Some(service) = observed.filter(|s| s.status() != Some("INACTIVE")) else {
         return Ok(create(desired));
@@ -207,7 +213,7 @@ pub fn plan(desired: &Desired, observed: Option<&Service>, last: &EcsServiceStat
         });
     }
     let update = differences(desired, service, last)?;
-    if let Some((deployment, reason)) = rollout_failure(desired, service, last) {
+    if let Some((deployment, reason)) = rollout_failure(desired, service, service_deployment, last) {
         return Ok(Plan::RolloutFailed { deployment, reason });
     }
     if update.changes.is_empty() && update.force_new_deployment.is_none() {
@@ -451,7 +457,12 @@ pub fn task_definition_matches(wanted: &str, observed: &str) -> bool {
 /// configuration and the spec differs again; re-sending it would deploy, fail and roll back
 /// forever. The status records the deployment the operator started for each spec
 /// (generation and task definition); its failure holds until either changes.
-fn rollout_failure(desired: &Desired, service: &Service, last: &EcsServiceStatus) -> Option<(Option<String>, String)> {
+fn rollout_failure(
+    desired: &Desired,
+    service: &Service,
+    service_deployment: Option<&ServiceDeploymentSummary>,
+    last: &EcsServiceStatus,
+) -> Option<(Option<String>, String)> {
     let record = last
         .rollout
         .as_ref()
@@ -460,6 +471,13 @@ fn rollout_failure(desired: &Desired, service: &Service, last: &EcsServiceStatus
         let id = Some(record.deployment_id.clone());
         if record.state == "FAILED" {
             return Some((id, record.reason.clone().unwrap_or_else(|| "no reason given".into())));
+        }
+        // The service deployment it belongs to was rolled back or stopped (a lifecycle hook
+        // failed, an approval was refused, a user stopped it).
+        if let Some(sd) = service_deployment.filter(|sd| record.service_deployment_arn.as_deref() == Some(&sd.arn))
+            && let Some(reason) = ended_without_success(sd)
+        {
+            return Some((id, reason));
         }
         return match service
             .deployments()
@@ -530,6 +548,7 @@ pub fn rollout_record(
             .rollout_state()
             .filter(|s| **s == DeploymentRolloutState::Failed)
             .and(d.rollout_state_reason().map(str::to_owned)),
+        service_deployment_arn: service.current_service_deployment().map(str::to_owned),
     };
     match plan {
         Plan::Create { .. } | Plan::Update(_) => primary.map(seen).or_else(|| last.rollout.clone()),
@@ -539,6 +558,7 @@ pub fn rollout_record(
             task_definition: desired.task_definition.clone(),
             state: "FAILED".into(),
             reason: Some(reason.clone()),
+            service_deployment_arn: last.rollout.as_ref().and_then(|r| r.service_deployment_arn.clone()),
         }),
         _ => {
             let mut record = last.rollout.clone()?;
@@ -547,8 +567,9 @@ pub fn rollout_record(
                 .iter()
                 .find(|d| d.id() == Some(&record.deployment_id))
             {
-                record.state = seen(now).state;
-                record.reason = seen(now).reason;
+                let seen = seen(now);
+                record.state = seen.state;
+                record.reason = seen.reason;
             }
             Some(record)
         }
@@ -556,19 +577,248 @@ pub fn rollout_record(
 }
 
 /// Where the service stands once the plan is carried out: steady, rolling, or failed.
-pub fn readiness(desired: &Desired, plan: &Plan, service: &Service) -> State {
+pub fn readiness(
+    desired: &Desired,
+    plan: &Plan,
+    service: &Service,
+    service_deployment: Option<&ServiceDeploymentSummary>,
+) -> State {
     if let Plan::RolloutFailed { deployment, reason } = plan {
         let which = deployment.as_deref().unwrap_or("of this spec");
+        let rolled_back = service_deployment.is_some_and(|sd| {
+            sd.status
+                .as_deref()
+                .is_some_and(|s| s.starts_with("ROLLBACK_") && s != "ROLLBACK_FAILED")
+        });
         return State::Failed {
-            reason: "RolloutFailed",
+            reason: if rolled_back { "RolledBack" } else { "RolloutFailed" },
             message: format!(
                 "deployment {which} failed: {reason}; it is not retried until the spec or the task definition changes"
             ),
         };
     }
+    if let Some(state) = service_deployment.and_then(|sd| stage_readiness(service, sd)) {
+        return state;
+    }
     match controller(service) {
         "ECS" => deployment_readiness(desired, service),
         other => task_set_readiness(other, plan, service),
+    }
+}
+
+/// How soon a service deployment paused at a PAUSE hook is looked at again: it can wait
+/// up to the hook's timeout (24 hours by default); an approval wakes the object at once.
+pub const PAUSED_RECHECK: Duration = Duration::from_secs(60);
+
+/// While the current service deployment is in flight: paused for an approval, or moving
+/// through its lifecycle stages. None once it has ended (readiness then rests on the
+/// deployments, or on the plan's failure).
+fn stage_readiness(service: &Service, sd: &ServiceDeploymentSummary) -> Option<State> {
+    if !in_flight(sd) || service.current_service_deployment() != Some(sd.arn.as_str()) {
+        return None;
+    }
+    let stage = sd.lifecycle_stage.as_deref().unwrap_or("PENDING");
+    if let Some(hook) = sd.hook.as_ref().filter(|h| awaiting_approval(h)) {
+        let until = hook.expires_at.as_deref().unwrap_or("its timeout");
+        let then = hook.timeout_action.as_deref().unwrap_or("ROLLBACK");
+        return Some(State::InProgress {
+            reason: "AwaitingApproval",
+            message: format!(
+                "service deployment {} is paused at {stage} until approved or rolled back (ecs-operator rollout approve|rollback); at {until} ECS will {}",
+                sd.id,
+                then.to_lowercase().replace('_', " ")
+            ),
+            recheck: PAUSED_RECHECK,
+        });
+    }
+    Some(State::InProgress {
+        reason: "RollingOut",
+        message: format!(
+            "service deployment {} ({}) is {} at {stage}",
+            sd.id,
+            sd.strategy.as_deref().unwrap_or("ROLLING"),
+            sd.status.as_deref().unwrap_or("IN_PROGRESS")
+        ),
+        recheck: ROLLING_RECHECK,
+    })
+}
+
+/// True for a hook waiting on a person: a PAUSE hook AWAITING_ACTION.
+pub fn awaiting_approval(hook: &HookSummary) -> bool {
+    hook.target_type.as_deref() == Some("PAUSE") && hook.status.as_deref() == Some("AWAITING_ACTION")
+}
+
+/// True while a service deployment has not ended.
+pub fn in_flight(sd: &ServiceDeploymentSummary) -> bool {
+    !matches!(
+        sd.status.as_deref(),
+        Some("SUCCESSFUL" | "STOPPED" | "ROLLBACK_SUCCESSFUL" | "ROLLBACK_FAILED")
+    )
+}
+
+/// Why a service deployment ended (or is ending) without success: rolled back or stopped.
+fn ended_without_success(sd: &ServiceDeploymentSummary) -> Option<String> {
+    let status = sd.status.as_deref()?;
+    let failed = status.starts_with("ROLLBACK_") || status.starts_with("STOP");
+    failed.then(|| {
+        let why = sd
+            .rollback
+            .clone()
+            .or_else(|| sd.status_reason.clone())
+            .unwrap_or_else(|| "no reason given".into());
+        format!("service deployment {} is {status}: {why}", sd.id)
+    })
+}
+
+/// The service deployment to read this pass, if any: under a strategy with lifecycle
+/// stages (BLUE_GREEN, CANARY, LINEAR), the current one, unless status already holds it
+/// ended. A ROLLING deployment is followed through the service's deployments alone, and
+/// nothing is read at idle.
+pub fn service_deployment_to_read<'a>(
+    desired: &Desired,
+    service: &'a Service,
+    last: &EcsServiceStatus,
+) -> Option<&'a str> {
+    let strategy = desired
+        .spec
+        .service
+        .deployment_configuration
+        .as_ref()
+        .and_then(|d| d.strategy.as_ref())
+        .map(|s| s.as_str());
+    if matches!(strategy, None | Some("ROLLING")) {
+        return None;
+    }
+    let current = service.current_service_deployment()?;
+    let recorded = last.service_deployment.as_ref().filter(|sd| sd.arn == current);
+    recorded.is_none_or(in_flight).then_some(current)
+}
+
+/// The annotation that approves a service deployment paused at a PAUSE hook; its value
+/// names the service deployment (the last part of its ARN, or the ARN).
+pub const APPROVE: &str = "ecs.operator.dev/approve";
+/// The annotation that rolls a service deployment back (at its PAUSE hook, or stopping it).
+pub const ROLLBACK: &str = "ecs.operator.dev/rollback";
+/// The annotation that stops a service deployment where it is (StopServiceDeployment ABORT).
+pub const ABORT: &str = "ecs.operator.dev/abort";
+
+/// One act a steering annotation asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Steer {
+    /// ContinueServiceDeployment(CONTINUE) of the paused hook.
+    Approve { arn: String, hook_id: String },
+    /// ContinueServiceDeployment(ROLLBACK) of the paused hook.
+    RollBackAtHook { arn: String, hook_id: String },
+    /// StopServiceDeployment(ROLLBACK).
+    RollBack { arn: String },
+    /// StopServiceDeployment(ABORT).
+    Abort { arn: String },
+    /// Nothing to do, and why (an annotation left from an earlier deployment, ...).
+    Ignore(String),
+}
+
+/// What the steering annotations ask of the current service deployment, each once: an
+/// annotation already acted on (`steered` holds `verb=value`) asks for nothing, and one
+/// naming another deployment than the current one is ignored, so that an approval left
+/// from an earlier deployment never approves the next. An approval of the current
+/// deployment before it pauses waits for the pause.
+pub fn steering(
+    annotations: &BTreeMap<String, String>,
+    sd: Option<&ServiceDeploymentSummary>,
+    steered: &[String],
+) -> Vec<(String, Steer)> {
+    let mut steps = vec![];
+    for (annotation, verb) in [(APPROVE, "approve"), (ROLLBACK, "rollback"), (ABORT, "abort")] {
+        let Some(named) = annotations.get(annotation).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let key = format!("{verb}={named}");
+        if steered.contains(&key) {
+            continue;
+        }
+        let current = sd.filter(|sd| sd.id == named || sd.arn == named);
+        let step = match current {
+            None => Steer::Ignore(format!(
+                "{annotation}={named} names a service deployment that is not the current one ({})",
+                sd.map_or("none", |sd| sd.id.as_str())
+            )),
+            Some(sd) if !in_flight(sd) => Steer::Ignore(format!(
+                "{annotation}={named}: service deployment {} has ended ({})",
+                sd.id,
+                sd.status.as_deref().unwrap_or("unknown")
+            )),
+            Some(sd) => {
+                let paused = sd.hook.as_ref().filter(|h| awaiting_approval(h));
+                let arn = sd.arn.clone();
+                match (verb, paused) {
+                    ("approve", Some(hook)) => Steer::Approve {
+                        arn,
+                        hook_id: hook.hook_id.clone(),
+                    },
+                    // NB: not paused yet: the approval waits for the pause.
+                    ("approve", None) => continue,
+                    ("rollback", Some(hook)) => Steer::RollBackAtHook {
+                        arn,
+                        hook_id: hook.hook_id.clone(),
+                    },
+                    ("rollback", None) => Steer::RollBack { arn },
+                    _ => Steer::Abort { arn },
+                }
+            }
+        };
+        steps.push((key, step));
+    }
+    steps
+}
+
+/// What status keeps of a service deployment ECS described.
+pub fn summarize(sd: &aws_sdk_ecs::types::ServiceDeployment) -> ServiceDeploymentSummary {
+    let arn = sd.service_deployment_arn().unwrap_or_default().to_string();
+    let monitor = |status: Option<&aws_sdk_ecs::types::ServiceDeploymentRollbackMonitorsStatus>| {
+        status.map(|s| s.as_str().to_string())
+    };
+    let hook = sd
+        .lifecycle_hook_details()
+        .iter()
+        .rev()
+        .find(|h| matches!(h.status().map(|s| s.as_str()), Some("AWAITING_ACTION" | "IN_PROGRESS")))
+        .map(|h| HookSummary {
+            hook_id: h.hook_id().unwrap_or_default().to_string(),
+            target_type: h.target_type().map(|t| t.as_str().to_string()),
+            status: h.status().map(|s| s.as_str().to_string()),
+            expires_at: h.expires_at().map(|t| t.to_string()),
+            timeout_action: h.timeout_action().map(|a| a.as_str().to_string()),
+        });
+    let alarms = sd.alarms().map(|a| {
+        let status = monitor(a.status()).unwrap_or_default();
+        match a.triggered_alarm_names() {
+            [] => status,
+            triggered => format!("{status} ({})", triggered.join(", ")),
+        }
+    });
+    ServiceDeploymentSummary {
+        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+        arn,
+        status: sd.status().map(|s| s.as_str().to_string()),
+        status_reason: sd.status_reason().map(str::to_owned),
+        lifecycle_stage: sd.lifecycle_stage().map(|s| s.as_str().to_string()),
+        strategy: sd
+            .deployment_configuration()
+            .and_then(|c| c.strategy())
+            .map(|s| s.as_str().to_string()),
+        source_service_revisions: sd
+            .source_service_revisions()
+            .iter()
+            .filter_map(|r| r.arn().map(str::to_owned))
+            .collect(),
+        target_service_revision: sd.target_service_revision().and_then(|r| r.arn()).map(str::to_owned),
+        rollback: sd.rollback().map(|r| {
+            let to = r.service_revision_arn().unwrap_or("the previous service revision");
+            format!("{} (back to {to})", r.reason().unwrap_or("rolled back"))
+        }),
+        circuit_breaker: sd.deployment_circuit_breaker().and_then(|c| monitor(c.status())),
+        alarms,
+        hook,
     }
 }
 
@@ -692,6 +942,9 @@ mod tests {
         plan: Value,
         #[serde(default)]
         ready: Option<String>,
+        /// The current service deployment as status summarises it.
+        #[serde(default)]
+        service_deployment: Option<ServiceDeploymentSummary>,
     }
 
     fn object(case: &Case) -> EcsService {
@@ -723,14 +976,14 @@ mod tests {
             let desired = Desired::new(&svc, cluster, task_definition);
             let last: EcsServiceStatus = serde_json::from_value(case.status.clone()).unwrap_or_default();
             let service = observed(&case);
-            let plan = plan(&desired, service.as_ref(), &last).expect("a plan");
+            let plan = plan(&desired, service.as_ref(), case.service_deployment.as_ref(), &last).expect("a plan");
             let mut summary = plan.summary();
             if summary["deferred"].as_array().is_some_and(Vec::is_empty) {
                 summary.as_object_mut().map(|s| s.remove("deferred"));
             }
             assert_eq!(summary, case.plan, "{name}");
             if let (Some(expected), Some(service)) = (&case.ready, &service) {
-                let state = readiness(&desired, &plan, service);
+                let state = readiness(&desired, &plan, service, case.service_deployment.as_ref());
                 let reason = match &state {
                     State::Ready { reason, .. } | State::InProgress { reason, .. } | State::Failed { reason, .. } => {
                         reason
@@ -739,6 +992,69 @@ mod tests {
                 assert_eq!(reason, expected, "{name}: {state:?}");
             }
         }
+    }
+
+    fn paused(id: &str) -> ServiceDeploymentSummary {
+        ServiceDeploymentSummary {
+            arn: format!("arn:aws:ecs:us-east-1:1:service-deployment/prod/web/{id}"),
+            id: id.into(),
+            status: Some("IN_PROGRESS".into()),
+            lifecycle_stage: Some("POST_TEST_TRAFFIC_SHIFT".into()),
+            hook: Some(HookSummary {
+                hook_id: "hook-1".into(),
+                target_type: Some("PAUSE".into()),
+                status: Some("AWAITING_ACTION".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn steering_acts_once_on_the_current_deployment_and_ignores_older_ones() {
+        let annotations = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let current = paused("sd-2");
+        let approve = steering(&annotations(&[(APPROVE, "sd-2")]), Some(&current), &[]);
+        assert_eq!(
+            approve,
+            [(
+                "approve=sd-2".to_string(),
+                Steer::Approve {
+                    arn: current.arn.clone(),
+                    hook_id: "hook-1".into()
+                }
+            )]
+        );
+        assert!(
+            steering(
+                &annotations(&[(APPROVE, "sd-2")]),
+                Some(&current),
+                &["approve=sd-2".into()]
+            )
+            .is_empty(),
+            "acted on once"
+        );
+        let left_over = steering(&annotations(&[(APPROVE, "sd-1")]), Some(&current), &[]);
+        assert!(matches!(left_over[0].1, Steer::Ignore(_)), "{left_over:?}");
+
+        let mut shifting = current.clone();
+        shifting.hook = None;
+        shifting.lifecycle_stage = Some("TEST_TRAFFIC_SHIFT".into());
+        assert!(
+            steering(&annotations(&[(APPROVE, "sd-2")]), Some(&shifting), &[]).is_empty(),
+            "an approval waits for the pause"
+        );
+        let rollback = steering(&annotations(&[(ROLLBACK, "sd-2")]), Some(&shifting), &[]);
+        assert!(matches!(rollback[0].1, Steer::RollBack { .. }), "{rollback:?}");
+        let at_hook = steering(&annotations(&[(ROLLBACK, &current.arn)]), Some(&current), &[]);
+        assert!(matches!(at_hook[0].1, Steer::RollBackAtHook { .. }), "{at_hook:?}");
+
+        let mut ended = current.clone();
+        ended.status = Some("SUCCESSFUL".into());
+        let late = steering(&annotations(&[(ABORT, "sd-2")]), Some(&ended), &[]);
+        assert!(matches!(late[0].1, Steer::Ignore(_)), "{late:?}");
     }
 
     #[test]

@@ -437,10 +437,23 @@ pub fn controller<K: Managed>(
 ) -> Controller<K> {
     let significant = predicates::generation
         .combine(predicates::finalizers)
-        .combine(predicates::labels);
+        .combine(predicates::labels)
+        .combine(operator_annotations);
     let selector = selector.clone();
     let selected = objects.filter(move |obj| futures::future::ready(selects(&selector, obj.as_ref())));
     Controller::for_shared_stream(changes(selected, significant), store)
+}
+
+/// The annotations addressed to the operator (`ecs.operator.dev/...`, e.g. an approval of a
+/// paused deployment): a change wakes the object at once.
+fn operator_annotations<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    obj.annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with("ecs.operator.dev/"))
+        .for_each(|entry| entry.hash(&mut hasher));
+    Some(hasher.finish())
 }
 
 /// True when the operator's label selector (if any) selects the object.
@@ -657,10 +670,11 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Reco
     match obj.apply(ctx).await {
         Ok(outcome) => {
             ctx.retries.forget(&uid);
-            // NB: Ready and Failed objects are looked at again by the next resync, together.
+            // NB: Ready and Failed objects are looked at again by the next resync, together;
+            // an object in progress is never looked at less often than they are.
             let next = match &outcome.state {
                 State::Ready { .. } | State::Failed { .. } => Action::await_change(),
-                State::InProgress { recheck, .. } => Action::requeue(*recheck),
+                State::InProgress { recheck, .. } => Action::requeue((*recheck).min(ctx.settings.resync_interval)),
             };
             let conditions = conditions::from_state(&outcome.state);
             write_status(obj, ctx, api, outcome.status, conditions).await?;

@@ -23,20 +23,24 @@ use serde_json::{Value, json};
 use super::observations::{Observations, observe_in_batches};
 use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, changes, claim, selects};
 use crate::api::ecs_types::{CreateServiceInput, DeploymentControllerType};
+use crate::api::service::ServiceDeploymentSummary;
 use crate::api::service::{DeploymentSummary, ServiceEventSummary, TaskSetSummary};
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCluster, EcsService, EcsServiceStatus, EcsTaskDefinition, ManagementOptions,
 };
 use crate::ecs::client::{Ecs, Found};
 use crate::ecs::error::EcsError;
+use crate::ecs::error::ErrorClass;
 use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_map};
 use crate::ecs::wire::to_sdk;
-use crate::plan::service::{self as planner, Desired, Plan, ROLLING_RECHECK};
+use crate::plan::service::{self as planner, Desired, Plan, ROLLING_RECHECK, Steer};
 
 /// How many of ECS's service events status keeps.
 const EVENTS_KEPT: usize = 5;
 /// DescribeServices takes at most this many services of one cluster per call.
 const DESCRIBE_BATCH: usize = 10;
+/// How many steering annotations acted on status remembers.
+const STEERED_KEPT: usize = 10;
 
 /// The service controller: also woken when a referenced EcsCluster or EcsTaskDefinition
 /// changes in a way that matters to its services, so a new revision or a newly Ready
@@ -288,7 +292,29 @@ impl Managed for EcsService {
             )?,
             None => None,
         };
-        let plan = planner::plan(&desired, observed.as_ref(), &previous)?;
+        // The current service deployment, under a strategy with lifecycle stages: read while
+        // in flight, kept from status once it has ended; steered as the annotations ask.
+        let mut service_deployment = previous.service_deployment.clone();
+        if let Some(service) = observed.as_ref().filter(|s| s.status() == Some("ACTIVE")) {
+            let read = planner::service_deployment_to_read(&desired, service, &previous);
+            if let Some(arn) = read.map(str::to_owned) {
+                let summary = describe_service_deployment(&ecs, &arn).await?;
+                if let Some(summary) = summary {
+                    if service_deployment.as_ref().is_some_and(|old| old.arn != summary.arn) {
+                        status.previous_service_deployment = service_deployment.take();
+                    }
+                    service_deployment = Some(summary);
+                }
+                let steps = planner::steering(self.annotations(), service_deployment.as_ref(), &status.steered);
+                if !steps.is_empty() {
+                    let acted = self.steer(&ecs, steps, &mut status.steered, &mut events).await?;
+                    if acted {
+                        service_deployment = describe_service_deployment(&ecs, &arn).await?.or(service_deployment);
+                    }
+                }
+            }
+        }
+        let plan = planner::plan(&desired, observed.as_ref(), service_deployment.as_ref(), &previous)?;
         let service = match (&plan, observed) {
             (Plan::WaitForDrain, _) => {
                 let state = State::InProgress {
@@ -381,7 +407,8 @@ impl Managed for EcsService {
             Plan::Update(update) => deferred_fields(&update.deferred),
             _ => vec![],
         };
-        let state = planner::readiness(&desired, &plan, &service);
+        let state = planner::readiness(&desired, &plan, &service, service_deployment.as_ref());
+        status.service_deployment = service_deployment;
         Ok(Outcome { status, state, events })
     }
 
@@ -582,6 +609,105 @@ impl EcsService {
         out.service
             .ok_or_else(|| Error::Ecs(EcsError::empty("CreateService", "no service in the response")))
     }
+}
+
+impl EcsService {
+    /// Performs the steering steps (approve, roll back, abort); each is recorded in
+    /// `steered` so that it is acted on once, and announced in an Event. Returns true when
+    /// something was asked of ECS. ECS refusing (the hook timed out meanwhile, ...) is a
+    /// Warning, not a failure of the object; a call that may succeed later is retried.
+    async fn steer(
+        &self,
+        ecs: &Ecs,
+        steps: Vec<(String, Steer)>,
+        steered: &mut Vec<String>,
+        events: &mut Vec<Note>,
+    ) -> Result<bool, Error> {
+        use aws_sdk_ecs::types::{DeploymentLifecycleHookAction, StopServiceDeploymentStopType};
+        let mut acted = false;
+        for (key, step) in steps {
+            let (operation, done) = match &step {
+                Steer::Ignore(why) => {
+                    events.push(Note::normal("SteeringIgnored", why.clone()));
+                    remember(steered, key);
+                    continue;
+                }
+                Steer::Approve { arn, hook_id } | Steer::RollBackAtHook { arn, hook_id } => {
+                    let action = if matches!(step, Steer::Approve { .. }) {
+                        DeploymentLifecycleHookAction::Continue
+                    } else {
+                        DeploymentLifecycleHookAction::Rollback
+                    };
+                    let answer = ecs
+                        .call("ContinueServiceDeployment", |c| {
+                            c.continue_service_deployment()
+                                .service_deployment_arn(arn)
+                                .hook_id(hook_id)
+                                .action(action)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ());
+                    ("ContinueServiceDeployment", answer)
+                }
+                Steer::RollBack { arn } | Steer::Abort { arn } => {
+                    let stop = if matches!(step, Steer::RollBack { .. }) {
+                        StopServiceDeploymentStopType::Rollback
+                    } else {
+                        StopServiceDeploymentStopType::Abort
+                    };
+                    let answer = ecs
+                        .call("StopServiceDeployment", |c| {
+                            c.stop_service_deployment()
+                                .service_deployment_arn(arn)
+                                .stop_type(stop)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ());
+                    ("StopServiceDeployment", answer)
+                }
+            };
+            match done {
+                Ok(()) => {
+                    let (reason, what) = match step {
+                        Steer::Approve { .. } => ("Approved", "approved"),
+                        Steer::Abort { .. } => ("Aborted", "stopped (ABORT)"),
+                        _ => ("RollbackRequested", "asked ECS to roll back"),
+                    };
+                    events.push(Note::normal(
+                        reason,
+                        format!("{what} service deployment {key} ({operation})"),
+                    ));
+                    acted = true;
+                }
+                Err(err) if matches!(err.class, ErrorClass::Throttled | ErrorClass::Transient) => {
+                    return Err(err.into());
+                }
+                Err(err) => events.push(Note::warning("SteeringFailed", format!("{key}: {err}"))),
+            }
+            remember(steered, key);
+        }
+        Ok(acted)
+    }
+}
+
+/// Notes a steering annotation as acted on, keeping the last few.
+fn remember(steered: &mut Vec<String>, key: String) {
+    steered.push(key);
+    let excess = steered.len().saturating_sub(STEERED_KEPT);
+    steered.drain(..excess);
+}
+
+/// DescribeServiceDeployments of one; None when ECS no longer knows it.
+async fn describe_service_deployment(ecs: &Ecs, arn: &str) -> Result<Option<ServiceDeploymentSummary>, Error> {
+    let out = ecs
+        .call("DescribeServiceDeployments", |c| {
+            c.describe_service_deployments().service_deployment_arns(arn).send()
+        })
+        .await
+        .found()?;
+    Ok(out.and_then(|out| out.service_deployments().first().map(planner::summarize)))
 }
 
 /// One UpdateService with the planned members. Returns the service as ECS reports it

@@ -717,3 +717,36 @@ print(json.dumps([subnets, groups]))
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("subnets and groups")
 }
+
+/// A Lua table literal for a JSON value (what Argo CD hands the script as `obj`).
+fn lua(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "nil".into(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => format!("{s:?}"),
+        serde_json::Value::Array(items) => format!("{{{}}}", items.iter().map(lua).collect::<Vec<_>>().join(", ")),
+        serde_json::Value::Object(map) => {
+            let fields: Vec<String> = map.iter().map(|(k, v)| format!("[{k:?}] = {}", lua(v))).collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+    }
+}
+
+/// The health config/argocd/health.lua reports for an object, run by Debian's lua5.4 as
+/// Argo CD's gopher-lua runs it: (status, message).
+pub fn argo_health(obj: &serde_json::Value) -> (String, String) {
+    let script = format!(
+        "obj = {}\nlocal hs = dofile({:?})\nio.write(hs.status, '\\n', hs.message or '')",
+        lua(obj),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/argocd/health.lua")
+    );
+    let out = Command::new("lua5.4")
+        .args(["-e", &script])
+        .output()
+        .expect("lua5.4 (installed by make test)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.to_string(), message.to_string())
+}

@@ -11,7 +11,8 @@ for tests.
   `GET /_ecs_operator/requests?client=ID&operation=OP` the request bodies it sent.
 - `GET /_ecs_operator/created?prefix=P` returns how often CreateService really created each
   service whose "cluster/name" starts with P (idempotent repeats are not creations).
-- `POST /_ecs_operator/timing`, `/inject` and `/broken` steer strict_ecs (see there).
+- `POST /_ecs_operator/timing`, `/inject`, `/broken` and `/lambda` steer strict_ecs (see
+  there).
 """
 import argparse
 import collections
@@ -35,6 +36,7 @@ CONTROLS = {
     "/_ecs_operator/timing": strict_ecs.set_timing,
     "/_ecs_operator/inject": strict_ecs.inject,
     "/_ecs_operator/broken": strict_ecs.declare_broken,
+    "/_ecs_operator/lambda": strict_ecs.set_lambda_verdict,
 }
 
 

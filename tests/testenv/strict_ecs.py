@@ -27,6 +27,7 @@ moto's own. Tests steer the endpoint over HTTP (see ecs_endpoint.py):
 """
 import collections
 import copy
+import datetime
 import hashlib
 import os
 import threading
@@ -51,8 +52,11 @@ class Timing:
     that tests stay quick, but never zero, so that nothing is finished on the call that
     started it."""
 
-    def __init__(self, rollout=None, draining=None, recreate_blocked=None):
+    def __init__(self, rollout=None, draining=None, recreate_blocked=None, stage=None):
         env = os.environ.get
+        # One lifecycle stage of a service deployment (bake times included: a minute of
+        # ECS's is this long here).
+        self.stage = stage if stage is not None else float(env("STRICT_ECS_STAGE_SECONDS", "0.5"))
         # A deployment's tasks start and pass their health checks.
         self.rollout = rollout if rollout is not None else float(env("STRICT_ECS_ROLLOUT_SECONDS", "2"))
         # A deleted service stays DRAINING (the load balancer's deregistration delay).
@@ -68,10 +72,12 @@ BROKEN: set = {":crashloop"}
 
 
 def set_timing(body):
-    """`{"cluster": name, "rolloutSeconds": s, "drainingSeconds": s, "recreateBlockedSeconds": s}`"""
+    """`{"cluster": name, "rolloutSeconds": s, "drainingSeconds": s, "recreateBlockedSeconds": s,
+    "stageSeconds": s}`"""
     with LOCK:
         TIMING_PER_CLUSTER[body["cluster"]] = Timing(
-            body.get("rolloutSeconds"), body.get("drainingSeconds"), body.get("recreateBlockedSeconds"))
+            body.get("rolloutSeconds"), body.get("drainingSeconds"), body.get("recreateBlockedSeconds"),
+            body.get("stageSeconds"))
 
 
 def inject(body):
@@ -86,6 +92,16 @@ def declare_broken(body):
     """`{"value": "..."}`: deployments mentioning it from now on cannot start their tasks."""
     with LOCK:
         BROKEN.add(body["value"])
+
+
+LAMBDA_VERDICTS: dict = {}
+
+
+def set_lambda_verdict(body):
+    """`{"arn": lambda ARN, "verdict": "SUCCEEDED" | "FAILED"}`: what an AWS_LAMBDA lifecycle
+    hook of that function answers (SUCCEEDED when not set)."""
+    with LOCK:
+        LAMBDA_VERDICTS[body["arn"]] = body["verdict"]
 
 
 def injected_error(operation, request):
@@ -345,6 +361,7 @@ def start_deployment(backend, service, reason=None):
         "rolloutState": "IN_PROGRESS",
         "rolloutStateReason": reason or f"ECS deployment {deployment_id} in progress.",
         "_revision": revision, "_started": clock, "_fails": cannot_start(backend, revision),
+        "_revision_arn": next_service_revision(service),
     }
     for member in DEPLOYMENT_ONLY:
         deployment[member] = revision[member]
@@ -353,6 +370,13 @@ def start_deployment(backend, service, reason=None):
     service.deployments = [deployment] + service.deployments
     refresh_counts(service)
     return deployment
+
+
+def next_service_revision(service):
+    """ECS numbers a service's revisions; each deployment deploys one."""
+    service.strict["revisions"] = service.strict.get("revisions", 0) + 1
+    return (f"arn:aws:ecs:{service.region_name}:{service._account_id}:service-revision/"
+            f"{service.cluster_name}/{service.name}/{service.strict['revisions']}")
 
 
 def circuit_breaker(service):
@@ -373,6 +397,8 @@ def advance(service):
         return
     if service.deployment_controller.get("type", "ECS") == "ECS":
         advance_deployments(service, clock, timing)
+        advance_service_deployment(service, clock, timing)
+        advance_deployments(service, clock, timing)
     else:
         advance_task_sets(service, clock, timing)
     if strict.get("scaled_at") is not None and clock - strict["scaled_at"] >= timing.rollout:
@@ -385,34 +411,52 @@ def advance_deployments(service, clock, timing):
     deployments are drained away. A deployment whose tasks cannot start fails through the
     deployment circuit breaker when it is on ("ECS deployment circuit breaker: tasks failed
     to start."), and with rollback ECS starts a deployment of the last revision that
-    completed; with the breaker off ECS keeps trying (IN_PROGRESS, failedTasks growing)."""
+    completed; with the breaker off ECS keeps trying (IN_PROGRESS, failedTasks growing).
+    Under the BLUE_GREEN, CANARY and LINEAR strategies the service deployment's lifecycle
+    stages decide instead (see advance_service_deployment)."""
     while service.deployments:
         primary = service.deployments[0]
         if primary["rolloutState"] != "IN_PROGRESS" or clock - primary["_started"] < timing.rollout:
             return
+        if primary.get("_staged"):
+            return
         if not primary["_fails"]:
-            primary.update(rolloutState="COMPLETED", updatedAt=utcnow(),
-                           rolloutStateReason=f"ECS deployment {primary['id']} completed.")
-            service.deployments = [primary]
-            service.strict["last_good"] = (primary["id"], primary["_revision"])
+            complete(service, primary)
             return
         enabled, rollback = circuit_breaker(service)
         primary["failedTasks"] = max(primary["failedTasks"], 1) + primary["desiredCount"]
         if not enabled:
             return
-        primary.update(rolloutState="FAILED", updatedAt=utcnow(),
-                       rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
+        reason = "ECS deployment circuit breaker: tasks failed to start."
         if not rollback or "last_good" not in service.strict:
+            primary.update(rolloutState="FAILED", updatedAt=utcnow(), rolloutStateReason=reason)
             return
-        good_id, good_revision = service.strict["last_good"]
-        restore_revision(service, good_revision)
-        rolled = start_deployment(service._backend, service,
-                                  reason=f"ECS deployment circuit breaker: rolling back to deploymentId {good_id}.")
-        rolled["_started"] = primary["_started"] + timing.rollout
-        # ECS resolves image tags to digests per deployment ("software version consistency"):
-        # the rollback runs the digests that worked, even if a tag has moved since.
-        rolled["_fails"] = False
-        service.deployments = [rolled, primary]
+        roll_back(service, primary, reason, primary["_started"] + timing.rollout)
+
+
+def complete(service, deployment):
+    """The deployment runs all its tasks: older deployments are drained away, and it is what
+    a later rollback returns to."""
+    deployment.update(rolloutState="COMPLETED", updatedAt=utcnow(),
+                      rolloutStateReason=f"ECS deployment {deployment['id']} completed.")
+    service.deployments = [deployment]
+    service.strict["last_good"] = (deployment["id"], deployment["_revision"], deployment["_revision_arn"])
+
+
+def roll_back(service, failed, reason, at):
+    """Fails `failed` and starts a deployment of the last revision that completed: "the last
+    service revision that completed successfully" (DeploymentCircuitBreaker)."""
+    failed.update(rolloutState="FAILED", updatedAt=utcnow(), rolloutStateReason=reason)
+    good_id, good_revision, _ = service.strict["last_good"]
+    restore_revision(service, good_revision)
+    rolled = start_deployment(service._backend, service,
+                              reason=f"ECS deployment circuit breaker: rolling back to deploymentId {good_id}.")
+    rolled["_started"] = at
+    # ECS resolves image tags to digests per deployment ("software version consistency"):
+    # the rollback runs the digests that worked, even if a tag has moved since.
+    rolled["_fails"] = False
+    service.deployments = [rolled, failed]
+    return rolled
 
 
 def advance_task_sets(service, clock, timing):
@@ -468,6 +512,282 @@ def first_task_set(backend, service, request):
     task_set.cluster_arn = service.cluster_arn
     task_set.strict_started = time.monotonic()
     service.task_sets = [task_set]
+
+
+# ------------------------------------------------------------------ service deployments
+# Every deployment of a service is a service deployment (ListServiceDeployments,
+# DescribeServiceDeployments), steered by StopServiceDeployment and
+# ContinueServiceDeployment; DescribeServices names the current one
+# (Service.currentServiceDeployment). Under the ROLLING strategy it follows its deployment;
+# under BLUE_GREEN, CANARY and LINEAR it moves through the lifecycle stages
+# (ServiceDeploymentLifecycleStage), running the lifecycle hooks configured for each:
+# AWS_LAMBDA hooks answer what the test set (SUCCEEDED by default), PAUSE hooks wait for
+# ContinueServiceDeployment or their timeout (DeploymentLifecycleHook,
+# DeploymentLifecycleHookTimeoutConfiguration: 1440 minutes and ROLLBACK by default).
+# "PAUSE hooks cannot be configured at TEST_TRAFFIC_SHIFT or PRODUCTION_TRAFFIC_SHIFT
+# stages" (DeploymentLifecycleHook.lifecycleStages).
+BEFORE_TRAFFIC = ["RECONCILE_SERVICE", "PRE_SCALE_UP", "SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT",
+                  "POST_TEST_TRAFFIC_SHIFT"]
+AFTER_TRAFFIC = ["POST_PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME", "CLEAN_UP"]
+TERMINAL = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
+
+
+class ServiceDeploymentNotFoundException(ECSException):
+    def __init__(self):
+        super().__init__("ServiceDeploymentNotFoundException", "The service deployment does not exist.")
+
+
+class ConflictException(ECSException):
+    def __init__(self, message):
+        super().__init__("ConflictException", message)
+
+
+def strategy_of(service):
+    return (getattr(service, "deployment_configuration", None) or {}).get("strategy", "ROLLING")
+
+
+def stages_for(service):
+    """The lifecycle stages a deployment of this strategy passes; production traffic shifts
+    in one step (BLUE_GREEN), a canary step then the rest (CANARY), or equal steps (LINEAR)."""
+    config = getattr(service, "deployment_configuration", None) or {}
+    strategy = strategy_of(service)
+    if strategy == "CANARY":
+        shifts = 2
+    elif strategy == "LINEAR":
+        step = (config.get("linearConfiguration") or {}).get("stepPercent") or 10.0
+        shifts = max(1, int(-(-100 // step)))
+    else:
+        shifts = 1
+    return BEFORE_TRAFFIC + ["PRODUCTION_TRAFFIC_SHIFT"] * shifts + AFTER_TRAFFIC
+
+
+def start_service_deployment(service, deployment, source_arns):
+    """The service deployment that `deployment` belongs to; the one before, if still in
+    progress, is replaced (STOPPED)."""
+    now, clock = utcnow(), time.monotonic()
+    for older in service.strict.setdefault("service_deployments", []):
+        if older["status"] not in TERMINAL:
+            older.update(status="STOPPED", statusReason="A newer service deployment replaced it.", finishedAt=now)
+    config = copy.deepcopy(getattr(service, "deployment_configuration", None) or {})
+    staged = strategy_of(service) != "ROLLING" and bool(source_arns)
+    enabled, _ = circuit_breaker(service)
+    sd = {
+        "serviceDeploymentArn": (f"arn:aws:ecs:{service.region_name}:{service._account_id}:service-deployment/"
+                                 f"{service.cluster_name}/{service.name}/{mock_random.get_random_hex(20)}"),
+        "serviceArn": service.arn, "clusterArn": service.cluster_arn,
+        "createdAt": now, "startedAt": now, "updatedAt": now,
+        "sourceServiceRevisions": [{"arn": arn} for arn in source_arns],
+        "targetServiceRevision": {"arn": deployment["_revision_arn"]},
+        "status": "IN_PROGRESS", "deploymentConfiguration": config,
+        "lifecycleHookDetails": [],
+        "deploymentCircuitBreaker": {"status": "MONITORING" if enabled else "DISABLED", "failureCount": 0,
+                                     "threshold": 10},
+        "alarms": {"status": "DISABLED"},
+        "_deployment": deployment["id"], "_staged": staged, "_stages": stages_for(service) if staged else [],
+        "_stage": -1, "_at": clock, "_hooks": [], "_hook": None,
+    }
+    deployment["_staged"] = staged
+    service.strict["service_deployments"].append(sd)
+    service.current_service_deployment = sd["serviceDeploymentArn"]
+    if staged:
+        enter_stage(service, sd, 0, clock)
+    return sd
+
+
+def enter_stage(service, sd, index, at):
+    """Starts stage `index` at `at`, queuing the hooks configured for it (and, before a
+    production traffic shift, those for PRE_PRODUCTION_TRAFFIC_SHIFT)."""
+    stage = sd["_stages"][index]
+    sd.update(_stage=index, _at=at, lifecycleStage=stage, updatedAt=utcnow())
+    names = (["PRE_PRODUCTION_TRAFFIC_SHIFT"] if stage == "PRODUCTION_TRAFFIC_SHIFT" else []) + [stage]
+    for hook in sd["deploymentConfiguration"].get("lifecycleHooks") or []:
+        if any(name in (hook.get("lifecycleStages") or []) for name in names):
+            sd["_hooks"].append(hook)
+
+
+def advance_service_deployment(service, clock, timing):
+    """Moves the current service deployment on to where ECS would have it by now."""
+    deployments = service.strict.get("service_deployments") or []
+    if not deployments:
+        return
+    sd = deployments[-1]
+    if sd["status"] in TERMINAL:
+        return
+    deployment = next((d for d in service.deployments if d["id"] == sd["_deployment"]), None)
+    if sd["status"] in ("ROLLBACK_IN_PROGRESS", "STOP_REQUESTED"):
+        if clock - sd["_at"] >= timing.stage:
+            done = "ROLLBACK_SUCCESSFUL" if sd["status"] == "ROLLBACK_IN_PROGRESS" else "STOPPED"
+            sd.update(status=done, finishedAt=utcnow(), updatedAt=utcnow())
+        return
+    if not sd["_staged"]:
+        follow_deployment(service, sd, deployment)
+        return
+    while sd["status"] == "IN_PROGRESS":
+        if sd["_hook"] is not None and not run_hook(service, sd, clock, timing):
+            return
+        if sd["_hook"] is None and sd["_hooks"]:
+            start_hook(sd, sd["_hooks"].pop(0), sd["_at"])
+            continue
+        if clock - sd["_at"] < timing.stage:
+            return
+        ended = sd["_at"] + timing.stage
+        if sd["lifecycleStage"] == "SCALE_UP" and deployment is not None and deployment["_fails"]:
+            sd["deploymentCircuitBreaker"].update(status="TRIGGERED", failureCount=10)
+            start_rollback(service, sd, "ECS deployment circuit breaker: tasks failed to start.", ended)
+            return
+        if sd["_stage"] + 1 == len(sd["_stages"]):
+            sd.update(status="SUCCESSFUL", finishedAt=utcnow(), updatedAt=utcnow(), lifecycleStage="CLEAN_UP")
+            if sd["deploymentCircuitBreaker"]["status"] == "MONITORING":
+                sd["deploymentCircuitBreaker"]["status"] = "MONITORING_COMPLETE"
+            if deployment is not None:
+                complete(service, deployment)
+            return
+        enter_stage(service, sd, sd["_stage"] + 1, ended)
+
+
+def follow_deployment(service, sd, deployment):
+    """ROLLING: the service deployment is its deployment's rollout."""
+    if deployment is None or deployment["rolloutState"] == "COMPLETED":
+        sd.update(status="SUCCESSFUL", finishedAt=utcnow(), updatedAt=utcnow())
+        if sd["deploymentCircuitBreaker"]["status"] == "MONITORING":
+            sd["deploymentCircuitBreaker"]["status"] = "MONITORING_COMPLETE"
+    elif deployment["rolloutState"] == "FAILED":
+        reason = deployment.get("rolloutStateReason")
+        sd["deploymentCircuitBreaker"].update(status="TRIGGERED", failureCount=deployment["failedTasks"])
+        rolled_back = len(service.deployments) > 1 and service.deployments[0] is not deployment
+        sd.update(status="ROLLBACK_SUCCESSFUL" if rolled_back else "STOPPED", statusReason=reason,
+                  finishedAt=utcnow(), updatedAt=utcnow())
+        if rolled_back:
+            sd["rollback"] = {"reason": reason, "startedAt": utcnow(),
+                              "serviceRevisionArn": (sd["sourceServiceRevisions"] or [{}])[0].get("arn")}
+
+
+def start_hook(sd, hook, at):
+    target = hook.get("targetType", "AWS_LAMBDA")
+    timeout = hook.get("timeoutConfiguration") or {}
+    detail = {
+        "hookId": f"hook-{mock_random.get_random_hex(12)}", "targetType": target,
+        "status": "AWAITING_ACTION" if target == "PAUSE" else "IN_PROGRESS",
+        "expiresAt": utcnow() + datetime.timedelta(minutes=timeout.get("timeoutInMinutes", 1440)),
+        "timeoutAction": timeout.get("action", "ROLLBACK"),
+        "_arn": hook.get("hookTargetArn"), "_at": at,
+    }
+    if target != "PAUSE":
+        detail["targetArn"] = hook.get("hookTargetArn")
+    sd["lifecycleHookDetails"].append(detail)
+    sd["_hook"] = detail
+
+
+def run_hook(service, sd, clock, timing):
+    """Moves the running hook on; True once it let the deployment go on."""
+    hook = sd["_hook"]
+    if hook["targetType"] == "PAUSE":
+        if hook["status"] == "AWAITING_ACTION" and utcnow() >= hook["expiresAt"]:
+            hook["status"] = "TIMED_OUT"
+            if hook["timeoutAction"] == "ROLLBACK":
+                start_rollback(service, sd, "The lifecycle hook timed out.", clock)
+                return False
+        if hook["status"] == "AWAITING_ACTION":
+            return False
+    else:
+        if clock - hook["_at"] < timing.stage:
+            return False
+        hook["status"] = LAMBDA_VERDICTS.get(hook["_arn"], "SUCCEEDED")
+        if hook["status"] == "FAILED":
+            start_rollback(service, sd, f"The lifecycle hook {hook['_arn']} failed.", clock)
+            return False
+    sd["_hook"] = None
+    sd["_at"] = max(sd["_at"], hook["_at"] if hook["targetType"] != "PAUSE" else clock)
+    return True
+
+
+def start_rollback(service, sd, reason, at):
+    """Rolls the service back to the source revision of the service deployment."""
+    deployment = next((d for d in service.deployments if d["id"] == sd["_deployment"]), None)
+    sd.update(status="ROLLBACK_IN_PROGRESS", statusReason=reason, updatedAt=utcnow(), _at=at)
+    sd["rollback"] = {"reason": reason, "startedAt": utcnow(),
+                      "serviceRevisionArn": (sd["sourceServiceRevisions"] or [{}])[0].get("arn")}
+    if deployment is not None and "last_good" in service.strict:
+        roll_back(service, deployment, reason, at)
+
+
+def find_service_deployment(backend, arn):
+    for service in backend.services.values():
+        for sd in service.strict.get("service_deployments") or []:
+            if sd["serviceDeploymentArn"] == arn:
+                return service, sd
+    raise ServiceDeploymentNotFoundException()
+
+
+def list_service_deployments(self):
+    """Newest first; INACTIVE services and other clusters' are not listed."""
+    backend = self.ecs_backend
+    with LOCK:
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        service = find_service(backend, cluster, self._get_param("service"))
+        if service is None:
+            raise ServiceNotFoundException()
+        advance(service)
+        wanted = self._get_param("status") or []
+        briefs = [
+            {key: sd.get(key) for key in ("serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt",
+                                          "createdAt", "finishedAt", "status", "statusReason")}
+            | {"targetServiceRevisionArn": sd["targetServiceRevision"]["arn"]}
+            for sd in reversed(service.strict.get("service_deployments") or [])
+            if not wanted or sd["status"] in wanted
+        ]
+        return ActionResult({"serviceDeployments": briefs[: self._get_param("maxResults") or 20]})
+
+
+def describe_service_deployments(self):
+    backend = self.ecs_backend
+    found, failures = [], []
+    with LOCK:
+        for arn in self._get_param("serviceDeploymentArns") or []:
+            try:
+                service, sd = find_service_deployment(backend, arn)
+            except ServiceDeploymentNotFoundException:
+                failures.append({"arn": arn, "reason": "MISSING"})
+                continue
+            advance(service)
+            found.append(sd)
+        return ActionResult({"serviceDeployments": found, "failures": failures})
+
+
+def stop_service_deployment(self):
+    """ROLLBACK "rolls back the service deployment to the previous service revision"; ABORT
+    stops it where it is. A deployment that has ended is a ConflictException."""
+    backend = self.ecs_backend
+    with LOCK:
+        service, sd = find_service_deployment(backend, self._get_param("serviceDeploymentArn"))
+        advance(service)
+        if sd["status"] != "IN_PROGRESS":
+            raise ConflictException(f"The service deployment is {sd['status']}, not IN_PROGRESS.")
+        if (self._get_param("stopType") or "ROLLBACK") == "ROLLBACK":
+            start_rollback(service, sd, "Stopped by StopServiceDeployment (ROLLBACK).", time.monotonic())
+        else:
+            sd.update(status="STOP_REQUESTED", statusReason="Stopped by StopServiceDeployment (ABORT).",
+                      _at=time.monotonic())
+        return ActionResult({"serviceDeploymentArn": sd["serviceDeploymentArn"]})
+
+
+def continue_service_deployment(self):
+    """Continues or rolls back a deployment paused at a PAUSE hook, named by its hookId."""
+    backend = self.ecs_backend
+    with LOCK:
+        service, sd = find_service_deployment(backend, self._get_param("serviceDeploymentArn"))
+        advance(service)
+        hook = sd["_hook"]
+        if sd["status"] != "IN_PROGRESS" or hook is None or hook["hookId"] != self._get_param("hookId") \
+                or hook["status"] != "AWAITING_ACTION":
+            raise InvalidParameterException("The specified lifecycle hook is not awaiting an action.")
+        if (self._get_param("action") or "CONTINUE") == "CONTINUE":
+            hook["status"] = "SUCCEEDED"
+            advance(service)
+        else:
+            hook["status"] = "FAILED"
+            start_rollback(service, sd, "Rolled back by ContinueServiceDeployment (ROLLBACK).", time.monotonic())
+        return ActionResult({"serviceDeploymentArn": sd["serviceDeploymentArn"]})
 
 
 # ------------------------------------------------------------------ clusters
@@ -656,8 +976,9 @@ def create_service(self):
                 setattr(service, attribute(member), stored_as_ecs_reports_it(member, value))
         keep_launch_type_or_strategy(service, request, cluster)
         service.deployments = []
+        service.current_service_deployment = None
         if controller_of(request) == "ECS":
-            start_deployment(backend, service)
+            start_service_deployment(service, start_deployment(backend, service), [])
         elif controller_of(request) == "CODE_DEPLOY":
             first_task_set(backend, service, request)
         refresh_counts(service)
@@ -703,7 +1024,8 @@ def update_service(self):
         after = revision_of(service)
         redeploys = any(before[m] != after[m] for m in STARTS_A_DEPLOYMENT)
         if service.deployment_controller.get("type", "ECS") == "ECS" and (redeploys or request.get("forceNewDeployment")):
-            start_deployment(backend, service)
+            source = [d["_revision_arn"] for d in service.deployments[:1]]
+            start_service_deployment(service, start_deployment(backend, service), source)
         refresh_counts(service)
         return ActionResult({"service": service})
 
@@ -769,6 +1091,10 @@ def apply():
     handlers.delete_service = delete_service
     handlers.describe_services = describe_services
     handlers.list_services = list_services
+    handlers.list_service_deployments = list_service_deployments
+    handlers.describe_service_deployments = describe_service_deployments
+    handlers.stop_service_deployment = stop_service_deployment
+    handlers.continue_service_deployment = continue_service_deployment
     # NB: moto's own Service objects made elsewhere (CloudFormation) get the same state.
     models.Service.strict = property(lambda self: self.__dict__.setdefault("_strict", {}),
                                      lambda self, value: self.__dict__.__setitem__("_strict", value))

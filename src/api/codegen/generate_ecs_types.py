@@ -44,7 +44,11 @@ REQUIRED = {
 }
 
 # Lists bounded here so that CEL rules over them stay within the apiserver's cost budget.
-MAX_ITEMS = {("CreateClusterRequest", "settings"): 8}
+MAX_ITEMS = {
+    ("CreateClusterRequest", "settings"): 8,
+    ("DeploymentConfiguration", "lifecycleHooks"): 16,
+    ("DeploymentLifecycleHook", "lifecycleStages"): 16,
+}
 
 # Integers that may legitimately be negative (-1 means unlimited for ulimits).
 SIGNED = {("Ulimit", "softLimit"), ("Ulimit", "hardLimit")}
