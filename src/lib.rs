@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod backoff;
+pub mod diff;
 pub mod ecs;
+pub mod export;
 pub mod leader;
 pub mod plan;
 pub mod reconcile;

@@ -15,6 +15,7 @@ use ecs_operator::reconcile::{self, Context, Settings};
 use ecs_operator::rollout;
 use ecs_operator::server::{self, Health};
 use ecs_operator::telemetry::{self, LogFormat, Metrics};
+use ecs_operator::{diff, export};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -40,6 +41,51 @@ enum Command {
         #[command(subcommand)]
         action: RolloutAction,
     },
+    /// Write manifests for existing ECS clusters, their services and the task definition
+    /// families those run; applied as is, they adopt everything unchanged. Read-only.
+    Export(ExportArgs),
+    /// What applying manifests would change in ECS, per object (read-only). Exit code 0: no
+    /// change, 1: changes, 2: the diff itself failed, as `kubectl diff`.
+    Diff(DiffArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A cluster to export, by name or ARN (repeat the flag for more).
+    #[arg(long = "cluster")]
+    clusters: Vec<String>,
+    /// Export every cluster of the region.
+    #[arg(long)]
+    all_clusters: bool,
+    /// AWS region (default: the SDK's, e.g. AWS_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// metadata.namespace of the objects (left out when unset).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// `-` for one YAML stream on stdout, or a directory for one file per object.
+    #[arg(long, default_value = "-")]
+    out: PathBuf,
+    /// Objects with `managementPolicy: Observe` (read and report drift, never write)
+    /// instead of `adopt: true`.
+    #[arg(long)]
+    observe: bool,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// A manifest file, a directory of them, or `-` for stdin (repeat the flag for more).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Namespace of objects that name none (default: the kubeconfig's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// AWS region of objects without spec.region (default: the SDK's, e.g. AWS_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// text for people, json for CI.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    output: diff::Format,
 }
 
 #[derive(Subcommand)]
@@ -167,7 +213,44 @@ async fn dispatch() -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        Command::Export(args) => export(args).await,
+        Command::Diff(args) => {
+            let region = args.region.clone();
+            match diff::run(&args.files, args.namespace.as_deref(), region, args.output).await {
+                Ok(code) => std::process::exit(code),
+                Err(err) => {
+                    eprintln!("ecs-operator: {err}");
+                    std::process::exit(2);
+                }
+            }
+        }
     }
+}
+
+/// `ecs-operator export`: to stdout, or one file per object into a directory.
+async fn export(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let options = export::ExportOptions {
+        region: args.region,
+        clusters: args.clusters,
+        all_clusters: args.all_clusters,
+        namespace: args.namespace,
+        observe: args.observe,
+    };
+    let account = export::read(&options).await?;
+    let exported = export::manifests(&account, &options);
+    if args.out == std::path::Path::new("-") {
+        print!("{}", export::yaml(&exported, &options)?);
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    for object in &exported {
+        let file = args
+            .out
+            .join(format!("{}-{}.yaml", object.kind().to_lowercase(), object.name()));
+        std::fs::write(&file, object.yaml()?)?;
+    }
+    eprintln!("wrote {} manifests to {}", exported.len(), args.out.display());
+    Ok(())
 }
 
 impl RunArgs {

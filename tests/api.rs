@@ -121,7 +121,13 @@ fn ecs_task_definition_json_converts_to_the_spec_type_and_back_unchanged() {
         let spec: EcsTaskDefinitionSpec =
             serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut back = serde_json::to_value(&spec).expect("serialize");
-        for defaulted in ["deletionPolicy", "adopt", "revisionHistoryLimit", "retiredRevisions"] {
+        for defaulted in [
+            "deletionPolicy",
+            "adopt",
+            "managementPolicy",
+            "revisionHistoryLimit",
+            "retiredRevisions",
+        ] {
             back.as_object_mut().expect("object").remove(defaulted);
         }
         assert_eq!(back, json, "{name}");
@@ -149,6 +155,7 @@ async fn real_task_definitions_are_admitted_and_read_back_field_for_field() {
         for (defaulted, value) in [
             ("deletionPolicy", json!("Delete")),
             ("adopt", json!(false)),
+            ("managementPolicy", json!("Manage")),
             ("revisionHistoryLimit", json!(3)),
             ("retiredRevisions", json!("Deregister")),
         ] {

@@ -20,13 +20,14 @@ const LEFT_OUT: &[(&str, &str, &str)] = &[(
 
 /// Fields that exist only in the Kubernetes API, per kind.
 const KUBERNETES_ONLY: &[(&str, &[&str])] = &[
-    ("EcsCluster", &["region", "deletionPolicy", "adopt"]),
+    ("EcsCluster", &["region", "deletionPolicy", "adopt", "managementPolicy"]),
     (
         "EcsTaskDefinition",
         &[
             "region",
             "deletionPolicy",
             "adopt",
+            "managementPolicy",
             "revisionHistoryLimit",
             "retiredRevisions",
         ],
@@ -37,6 +38,7 @@ const KUBERNETES_ONLY: &[(&str, &[&str])] = &[
             "region",
             "deletionPolicy",
             "adopt",
+            "managementPolicy",
             "clusterRef",
             "taskDefinitionRef",
             "allowReplacement",

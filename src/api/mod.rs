@@ -15,7 +15,7 @@ use kube::CustomResourceExt;
 
 pub use cluster::{EcsCluster, EcsClusterSpec, EcsClusterStatus};
 pub use service::{EcsService, EcsServiceSpec, EcsServiceStatus};
-pub use shared::{CommonStatus, DeletionPolicy, LocalObjectReference, ManagementOptions};
+pub use shared::{CommonStatus, DeletionPolicy, LocalObjectReference, ManagementOptions, ManagementPolicy};
 pub use task_definition::{EcsTaskDefinition, EcsTaskDefinitionSpec, EcsTaskDefinitionStatus};
 
 /// The API group of every kind.

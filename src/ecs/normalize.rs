@@ -137,7 +137,7 @@ fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&
 }
 
 /// Removes nulls, empty lists and empty objects: ECS does not distinguish them from absent.
-fn drop_empty(value: Value) -> Option<Value> {
+pub fn drop_empty(value: Value) -> Option<Value> {
     match value {
         Value::Null => None,
         Value::Array(items) => {

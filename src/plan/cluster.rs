@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::Cluster;
 use serde_json::{Map, Value, json};
 
-use super::{Change, State};
+use super::{Change, State, Write};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{EcsClusterStatus, cluster::NamespaceRecord};
 use crate::ecs::diff::matches;
@@ -72,6 +72,26 @@ impl Plan {
             }),
             Plan::InSync => json!({"action": "InSync"}),
         }
+    }
+}
+
+/// The ECS writes `plan` makes for the cluster `name` (tags aside).
+pub fn writes(plan: &Plan, name: &str) -> Vec<Write> {
+    match plan {
+        Plan::Create(_) => vec![Write::new("CreateCluster", name, "no such cluster")],
+        Plan::Update(update) => {
+            let mut writes = vec![];
+            if !update.cluster.is_empty() {
+                writes.push(Write::new("UpdateCluster", name, "").changing(update.cluster.clone()));
+            }
+            if update.put_capacity_providers.is_some() {
+                writes.push(
+                    Write::new("PutClusterCapacityProviders", name, "").changing(update.capacity_providers.clone()),
+                );
+            }
+            writes
+        }
+        Plan::InSync => vec![],
     }
 }
 
@@ -319,12 +339,7 @@ mod tests {
             assert_eq!(summary, case.plan, "{name}");
             if let (Some(expected), Some(cluster)) = (&case.ready, observed) {
                 let state = readiness("prod", cluster);
-                let reason = match &state {
-                    State::Ready { reason, .. } | State::InProgress { reason, .. } | State::Failed { reason, .. } => {
-                        reason
-                    }
-                };
-                assert_eq!(reason, expected, "{name}: {state:?}");
+                assert_eq!(state.reason(), expected, "{name}: {state:?}");
             }
         }
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, StabilityStatus};
 use serde_json::{Map, Value, json};
 
-use super::{Change, State};
+use super::{Change, State, Write};
 use crate::api::ecs_types::{CreateServiceInput, SchedulingStrategy};
 use crate::api::service::{HookSummary, RolloutRecord, ServiceDeploymentSummary};
 use crate::api::{EcsService, EcsServiceSpec, EcsServiceStatus};
@@ -222,6 +222,37 @@ pub fn plan(
         });
     }
     Ok(Plan::Update(update))
+}
+
+/// The ECS writes `plan` makes for the service `desired` names (tags aside). A replacement
+/// is a DeleteService now and a CreateService once the old service is INACTIVE; a
+/// replacement the spec does not allow makes none (the object stalls instead).
+pub fn writes(plan: &Plan, desired: &Desired) -> Vec<Write> {
+    let cluster = desired.cluster.rsplit('/').next().unwrap_or(&desired.cluster);
+    let target = format!("{} in {cluster}", desired.name);
+    match plan {
+        Plan::Create { .. } => vec![Write::new("CreateService", target, "no such service")],
+        Plan::WaitForDrain => vec![Write::new(
+            "CreateService",
+            target,
+            "once the previous service of this name is INACTIVE",
+        )],
+        Plan::Replace { field, allowed: true } => {
+            let why = format!("{field} changed; ECS cannot change it in place");
+            vec![
+                Write::new("DeleteService", target.clone(), why.clone()),
+                Write::new("CreateService", target, why),
+            ]
+        }
+        Plan::Update(update) => {
+            let why = update
+                .force_new_deployment
+                .map(|why| format!("new deployment forced: {why}"))
+                .unwrap_or_default();
+            vec![Write::new("UpdateService", target, why).changing(update.changes.clone())]
+        }
+        Plan::Replace { allowed: false, .. } | Plan::RolloutFailed { .. } | Plan::InSync { .. } => vec![],
+    }
 }
 
 fn create(desired: &Desired) -> Plan {
@@ -984,12 +1015,7 @@ mod tests {
             assert_eq!(summary, case.plan, "{name}");
             if let (Some(expected), Some(service)) = (&case.ready, &service) {
                 let state = readiness(&desired, &plan, service, case.service_deployment.as_ref());
-                let reason = match &state {
-                    State::Ready { reason, .. } | State::InProgress { reason, .. } | State::Failed { reason, .. } => {
-                        reason
-                    }
-                };
-                assert_eq!(reason, expected, "{name}: {state:?}");
+                assert_eq!(state.reason(), expected, "{name}: {state:?}");
             }
         }
     }

@@ -12,13 +12,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionStatus};
 use serde_json::{Value, json};
 
+use super::Write;
 use crate::api::EcsService;
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
+use crate::api::task_definition::RetiredRevisions;
 use crate::ecs::normalize::{as_ecs_reports, content_hash, task_definition_content};
 use crate::ecs::wire::from_sdk;
 
 /// Tag recording the hash of the normalised content a revision was registered from.
 pub const CONTENT_HASH: &str = "ecs.operator.dev/content-hash";
+
+/// DeleteTaskDefinitions takes at most this many revisions per call.
+pub const DELETE_BATCH: usize = 10;
 
 /// Whether to register.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +72,30 @@ pub fn plan(
     }
 }
 
+/// The ECS writes for a task definition family: the registration `plan` asks for, then
+/// the retirement of the `retiring` revisions under `policy` (tags aside).
+pub fn writes(plan: &Plan, family: &str, retiring: &[i32], policy: RetiredRevisions) -> Vec<Write> {
+    let mut writes = vec![];
+    if let Plan::Register { why } = plan {
+        writes.push(Write::new("RegisterTaskDefinition", family, why.clone()));
+    }
+    let why = "older than revisionHistoryLimit allows";
+    for revision in retiring {
+        writes.push(Write::new(
+            "DeregisterTaskDefinition",
+            format!("{family}:{revision}"),
+            why,
+        ));
+    }
+    if policy == RetiredRevisions::Delete {
+        for batch in retiring.chunks(DELETE_BATCH) {
+            let names: Vec<String> = batch.iter().map(|r| format!("{family}:{r}")).collect();
+            writes.push(Write::new("DeleteTaskDefinitions", names.join(", "), why));
+        }
+    }
+    writes
+}
+
 /// Which of the object's `active` revisions (oldest first) to retire: all but the newest
 /// `limit`, except those services use (`in_use`, with the services), which are kept.
 pub fn retirement(
@@ -86,6 +115,30 @@ pub fn retirement(
         }
     }
     (retire, keep)
+}
+
+/// Revisions of `family` that `services` use (their deployments and task sets as last
+/// observed, rollback targets included, and what ECS runs) or name in spec
+/// (`family:revision` or an ARN), with the services using each.
+pub fn revisions_in_use<'a>(
+    services: impl IntoIterator<Item = &'a EcsService>,
+    family: &str,
+) -> BTreeMap<i32, Vec<String>> {
+    let mut in_use: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for service in services {
+        let who = format!(
+            "service {}/{}",
+            service.metadata.namespace.as_deref().unwrap_or_default(),
+            service.metadata.name.as_deref().unwrap_or_default()
+        );
+        for revision in revisions_used_by(service, family) {
+            let users = in_use.entry(revision).or_default();
+            if !users.contains(&who) {
+                users.push(who.clone());
+            }
+        }
+    }
+    in_use
 }
 
 /// The revisions of `family` one service uses or names.

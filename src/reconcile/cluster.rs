@@ -16,14 +16,15 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use super::observations::{Observations, observe_in_batches};
-use super::{Context, Error, Managed, Note, Outcome, claim};
+use super::{Context, Error, Managed, Note, Outcome, claim, not_in_ecs};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
-use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_map};
+use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_changes, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::cluster::{self as planner, Plan, Update};
+use crate::plan::{State, Write, tag_writes};
 
 /// DescribeClusters takes at most this many clusters per call.
 const DESCRIBE_BATCH: usize = 100;
@@ -45,6 +46,58 @@ impl EcsCluster {
             .cluster_name
             .clone()
             .unwrap_or_else(|| self.name_any())
+    }
+}
+
+impl EcsCluster {
+    /// The cluster as ECS has it: the resync's batched read, when it saw this very cluster;
+    /// else a read of its own.
+    async fn observed(&self, ctx: &Context, ecs: &Ecs, previous: &EcsClusterStatus) -> Result<Option<Cluster>, Error> {
+        let name = self.cluster_name();
+        let snapshot = ctx.observed.clusters.take(&self.uid().unwrap_or_default());
+        match snapshot {
+            Some(seen) if previous.cluster_arn.is_some() && previous.cluster_name.as_ref() == Some(&name) => Ok(seen),
+            _ => Ok(describe(ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?),
+        }
+    }
+
+    /// The writes applying the spec would make to the cluster ECS reported (`observed`),
+    /// tags included: what `diff` prints and observe-only objects report as drift. An ECS
+    /// cluster this object may not take over is the error apply would stall with.
+    pub fn preview(&self, observed: Option<&Cluster>, previous: &EcsClusterStatus) -> Result<Vec<Write>, Error> {
+        let name = self.cluster_name();
+        let plan = planner::plan(&self.spec.cluster, &name, observed, previous)?;
+        let mut writes = planner::writes(&plan, &name);
+        if let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) {
+            let tags = sdk_tag_map(cluster.tags());
+            let ownership = match self.spec.options.observe_only() {
+                true => BTreeMap::new(),
+                false => {
+                    claim(self, &tags, &format!("ECS cluster {name}"))?;
+                    ownership::tags_for(self)
+                }
+            };
+            let user_tags = self.spec.cluster.tags.as_deref().map(tag_map);
+            writes.extend(tag_writes(&name, &tag_changes(user_tags.as_ref(), &ownership, &tags)));
+        }
+        Ok(writes)
+    }
+
+    /// Status as ECS reports `cluster`.
+    fn status_of(&self, cluster: &Cluster, region: String, previous: &EcsClusterStatus) -> EcsClusterStatus {
+        EcsClusterStatus {
+            common: previous.common.clone(),
+            region: Some(region),
+            cluster_arn: cluster.cluster_arn().map(str::to_owned),
+            cluster_name: Some(self.cluster_name()),
+            status: cluster.status().map(str::to_owned),
+            active_services_count: Some(cluster.active_services_count()),
+            running_tasks_count: Some(cluster.running_tasks_count()),
+            pending_tasks_count: Some(cluster.pending_tasks_count()),
+            registered_container_instances_count: Some(cluster.registered_container_instances_count()),
+            service_connect_namespace: planner::namespace_record(&self.spec.cluster, cluster),
+            attachments_status: cluster.attachments_status().map(str::to_owned),
+        }
     }
 }
 
@@ -77,12 +130,7 @@ impl Managed for EcsCluster {
         let user_tags = self.spec.cluster.tags.as_deref().map(tag_map);
         let mut events = vec![];
 
-        // The resync's batched read, when it saw this very cluster; else a read of its own.
-        let snapshot = ctx.observed.clusters.take(&self.uid().unwrap_or_default());
-        let observed = match snapshot {
-            Some(seen) if previous.cluster_arn.is_some() && previous.cluster_name.as_ref() == Some(&name) => seen,
-            _ => describe(&ecs, previous.cluster_arn.as_deref().unwrap_or(&name)).await?,
-        };
+        let observed = self.observed(ctx, &ecs, &previous).await?;
         let plan = planner::plan(&self.spec.cluster, &name, observed.as_ref(), &previous)?;
         let cluster = match (plan, observed) {
             (Plan::Create(input), _) => {
@@ -114,21 +162,31 @@ impl Managed for EcsCluster {
             }
         };
 
-        let status = EcsClusterStatus {
-            common: previous.common.clone(),
-            region: Some(region),
-            cluster_arn: cluster.cluster_arn().map(str::to_owned),
-            cluster_name: Some(name.clone()),
-            status: cluster.status().map(str::to_owned),
-            active_services_count: Some(cluster.active_services_count()),
-            running_tasks_count: Some(cluster.running_tasks_count()),
-            pending_tasks_count: Some(cluster.pending_tasks_count()),
-            registered_container_instances_count: Some(cluster.registered_container_instances_count()),
-            service_connect_namespace: planner::namespace_record(&self.spec.cluster, &cluster),
-            attachments_status: cluster.attachments_status().map(str::to_owned),
-        };
+        let status = self.status_of(&cluster, region, &previous);
         let state = planner::readiness(&name, &cluster);
         Ok(Outcome { status, state, events })
+    }
+
+    async fn observe(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let (ecs, region) = ctx.ecs_for(self).await?;
+        let name = self.cluster_name();
+        let previous = self.status.clone().unwrap_or_default();
+        let observed = self.observed(ctx, &ecs, &previous).await?;
+        let writes = self.preview(observed.as_ref(), &previous)?;
+        let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) else {
+            return Ok(Outcome {
+                status: previous,
+                state: not_in_ecs(format!("ECS has no cluster {name}")),
+                events: vec![],
+            });
+        };
+        Ok(Outcome {
+            status: self.status_of(&cluster, region, &previous),
+            state: State::Observed {
+                drift: crate::plan::drift_of(&writes),
+            },
+            events: vec![],
+        })
     }
 
     /// DescribeClusters of every cluster with an ARN in status: 100 per call, per region.
@@ -213,7 +271,7 @@ async fn describe_many(ecs: &Ecs, arns: Vec<String>) -> Result<HashMap<String, C
 
 /// DescribeClusters for one cluster (name or ARN), with tags, settings and configurations.
 /// None when ECS reports it MISSING or INACTIVE (a deleted cluster stays INACTIVE a while).
-async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError> {
+pub(crate) async fn describe(ecs: &Ecs, cluster: &str) -> Result<Option<Cluster>, EcsError> {
     Ok(describe_many(ecs, vec![cluster.to_string()])
         .await?
         .into_values()

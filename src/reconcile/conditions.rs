@@ -1,6 +1,6 @@
 //! Ready / Reconciling / Stalled, the way kstatus and Argo CD read them: Ready always
 //! present, the other two only while true; lastTransitionTime moves only when a condition's
-//! status does.
+//! status does. Observe-only objects also carry Drifted, true or false.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,19 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
             Wanted::new("Ready", false, reason, message.clone()),
             Wanted::new("Stalled", true, reason, message.clone()),
         ],
+        // NB: Ready: the observation is current and nothing is in flight; whether ECS
+        // matches the spec is the Drifted condition's to say.
+        State::Observed { drift } if drift.is_empty() => vec![
+            Wanted::new("Ready", true, "Observed", "observe-only: ECS matches the spec"),
+            Wanted::new("Drifted", false, "InSync", "ECS matches the spec"),
+        ],
+        State::Observed { drift } => {
+            let message = format!("ECS differs from the spec in {}", drift.join(", "));
+            vec![
+                Wanted::new("Ready", true, "Observed", format!("observe-only: {message}")),
+                Wanted::new("Drifted", true, "Drifted", message),
+            ]
+        }
     }
 }
 

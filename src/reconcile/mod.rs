@@ -305,6 +305,9 @@ pub trait Managed:
     fn options(&self) -> &ManagementOptions;
     /// Makes ECS match the spec; reports status, readiness and what changed.
     fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
+    /// Observe-only: reads ECS as `apply` does, reports status and, as [`State::Observed`],
+    /// the members where ECS differs from the spec; writes nothing to ECS.
+    fn observe(&self, ctx: &Context) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
     /// Removes (or retains) the ECS resource; Ok once it is gone and the finalizer can go,
     /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
@@ -667,13 +670,18 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Reco
         recorded.finished("stalled");
         return Ok(Action::requeue(wait));
     }
-    match obj.apply(ctx).await {
-        Ok(outcome) => {
+    let applied = match obj.options().observe_only() {
+        true => obj.observe(ctx).await,
+        false => obj.apply(ctx).await,
+    };
+    match applied {
+        Ok(mut outcome) => {
             ctx.retries.forget(&uid);
+            record_drift(obj, &mut outcome);
             // NB: Ready and Failed objects are looked at again by the next resync, together;
             // an object in progress is never looked at less often than they are.
             let next = match &outcome.state {
-                State::Ready { .. } | State::Failed { .. } => Action::await_change(),
+                State::Ready { .. } | State::Failed { .. } | State::Observed { .. } => Action::await_change(),
                 State::InProgress { recheck, .. } => Action::requeue((*recheck).min(ctx.settings.resync_interval)),
             };
             let conditions = conditions::from_state(&outcome.state);
@@ -697,8 +705,48 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Reco
     }
 }
 
+/// Where an observe-only object stands when ECS has no resource for it: Stalled (nothing
+/// is created), looked at again on every resync in case another tool creates it.
+pub fn not_in_ecs(what: String) -> State {
+    State::Failed {
+        reason: "NotFoundInEcs",
+        message: format!("observe-only: {what}; the operator creates nothing"),
+    }
+}
+
+/// Puts an observe-only pass's drift into status, with an Event when it changes: Drifted
+/// naming the members, or InSync once ECS matches the spec again.
+fn record_drift<K: Managed>(obj: &K, outcome: &mut Outcome<K::Status>) {
+    let drift = match &outcome.state {
+        State::Observed { drift } => drift.clone(),
+        _ => vec![],
+    };
+    let mut previous = obj.status().cloned().unwrap_or_default();
+    let before = std::mem::take(&mut K::common(&mut previous).drift);
+    if drift != before {
+        if drift.is_empty() {
+            outcome
+                .events
+                .push(Note::normal("InSync", "ECS matches the spec again"));
+        } else {
+            outcome.events.push(Note::warning(
+                "Drifted",
+                format!("ECS differs from the spec in {}", drift.join(", ")),
+            ));
+        }
+    }
+    K::common(&mut outcome.status).drift = drift;
+}
+
 async fn cleanup<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Recorded<'_>) -> Result<Action, Error> {
-    match obj.cleanup(ctx).await {
+    let cleaned = match obj.options().observe_only() {
+        true => Ok(vec![Note::normal(
+            "Retained",
+            "observe-only: the ECS resource is left as it is",
+        )]),
+        false => obj.cleanup(ctx).await,
+    };
+    match cleaned {
         Ok(events) => {
             publish(ctx, obj, events).await;
             let uid = obj.uid().unwrap_or_default();

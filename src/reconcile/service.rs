@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::observations::{Observations, observe_in_batches};
-use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, changes, claim, selects};
+use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, changes, claim, not_in_ecs, selects};
 use crate::api::ecs_types::{CreateServiceInput, DeploymentControllerType};
 use crate::api::service::ServiceDeploymentSummary;
 use crate::api::service::{DeploymentSummary, ServiceEventSummary, TaskSetSummary};
@@ -31,9 +31,10 @@ use crate::api::{
 use crate::ecs::client::{Ecs, Found};
 use crate::ecs::error::EcsError;
 use crate::ecs::error::ErrorClass;
-use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_map};
+use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_changes, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::service::{self as planner, Desired, Plan, ROLLING_RECHECK, Steer};
+use crate::plan::{Write, tag_writes};
 
 /// How many of ECS's service events status keeps.
 const EVENTS_KEPT: usize = 5;
@@ -184,6 +185,44 @@ impl EcsService {
     }
 }
 
+/// What every pass starts from: the client of the service's region, the last pass's status
+/// and a copy to fill in, and what the spec asks for with its references resolved.
+struct Pass<'a> {
+    ecs: Ecs,
+    previous: EcsServiceStatus,
+    status: EcsServiceStatus,
+    desired: Desired<'a>,
+}
+
+impl EcsService {
+    /// The start of a pass; Err: the outcome of waiting for a reference not Ready yet.
+    async fn start(&self, ctx: &Context) -> Result<Result<Pass<'_>, Outcome<EcsServiceStatus>>, Error> {
+        let (ecs, region) = ctx.ecs_for(self).await?;
+        let previous = self.status.clone().unwrap_or_default();
+        let status = EcsServiceStatus {
+            region: Some(region.clone()),
+            ..previous.clone()
+        };
+        match self.resolve(ctx, &region)? {
+            Ok(target) => Ok(Ok(Pass {
+                ecs,
+                previous,
+                status,
+                desired: Desired::new(self, target.cluster, target.task_definition),
+            })),
+            Err(waiting) => Ok(Err(Outcome {
+                status,
+                state: State::InProgress {
+                    reason: waiting.reason,
+                    message: waiting.message,
+                    recheck: ctx.settings.resync_interval,
+                },
+                events: vec![],
+            })),
+        }
+    }
+}
+
 /// The ARN of a referenced object (`found`, None when it does not exist) once it is Ready
 /// for its current generation (a task definition about to register a new revision must not
 /// send the service to the old one), or why the service has to wait for it. It must live in
@@ -250,28 +289,15 @@ impl Managed for EcsService {
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
-        let (ecs, region) = ctx.ecs_for(self).await?;
-        let previous = self.status.clone().unwrap_or_default();
-        let mut status = EcsServiceStatus {
-            region: Some(region.clone()),
-            ..previous.clone()
+        let Pass {
+            ecs,
+            previous,
+            mut status,
+            desired,
+        } = match self.start(ctx).await? {
+            Ok(pass) => pass,
+            Err(waiting) => return Ok(waiting),
         };
-        let target = match self.resolve(ctx, &region)? {
-            Ok(target) => target,
-            Err(waiting) => {
-                let state = State::InProgress {
-                    reason: waiting.reason,
-                    message: waiting.message,
-                    recheck: ctx.settings.resync_interval,
-                };
-                return Ok(Outcome {
-                    status,
-                    state,
-                    events: vec![],
-                });
-            }
-        };
-        let desired = Desired::new(self, target.cluster.clone(), target.task_definition.clone());
         let mut events = vec![];
         if let Some(waiting) = self
             .retire_moved_service(&ecs, &desired, &mut status, &mut events)
@@ -283,7 +309,7 @@ impl Managed for EcsService {
                 events,
             });
         }
-        let observed = self.observe(ctx, &ecs, &desired, &status).await?;
+        let observed = self.observed_service(ctx, &ecs, &desired, &status).await?;
         let adopted = match observed.as_ref().filter(|s| s.status() == Some("ACTIVE")) {
             Some(service) => claim(
                 self,
@@ -327,11 +353,7 @@ impl Managed for EcsService {
                 };
                 return Ok(Outcome { status, state, events });
             }
-            (Plan::Replace { field, allowed: false }, _) => {
-                return Err(Error::Invalid(format!(
-                    "{field} differs from the running service and ECS cannot change it in place; set allowReplacement: true to recreate the service"
-                )));
-            }
+            (Plan::Replace { field, allowed: false }, _) => return Err(replacement_refused(field)),
             (Plan::Replace { field, allowed: true }, Some(service)) => {
                 let name = &desired.name;
                 delete(&ecs, &desired.cluster, service.service_arn().unwrap_or(name)).await?;
@@ -410,6 +432,36 @@ impl Managed for EcsService {
         let state = planner::readiness(&desired, &plan, &service, service_deployment.as_ref());
         status.service_deployment = service_deployment;
         Ok(Outcome { status, state, events })
+    }
+
+    async fn observe(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let Pass {
+            ecs,
+            previous,
+            mut status,
+            desired,
+        } = match self.start(ctx).await? {
+            Ok(pass) => pass,
+            Err(waiting) => return Ok(waiting),
+        };
+        let observed = self.observed_service(ctx, &ecs, &desired, &status).await?;
+        let Some(service) = observed.filter(|s| s.status() == Some("ACTIVE")) else {
+            let what = format!("ECS has no ACTIVE service {} in {}", desired.name, desired.cluster);
+            return Ok(Outcome {
+                status,
+                state: not_in_ecs(what),
+                events: vec![],
+            });
+        };
+        let writes = self.preview(&desired, Some(&service), &previous)?;
+        observe_into(&mut status, &service);
+        Ok(Outcome {
+            status,
+            state: State::Observed {
+                drift: crate::plan::drift_of(&writes),
+            },
+            events: vec![],
+        })
     }
 
     /// DescribeServices of every service with an ARN in status: 10 per call, per cluster.
@@ -537,7 +589,7 @@ impl EcsService {
 
     /// The service as ECS has it: the resync's batched read when it saw this very service,
     /// else a DescribeServices of its own.
-    async fn observe(
+    async fn observed_service(
         &self,
         ctx: &Context,
         ecs: &Ecs,
@@ -632,41 +684,22 @@ impl EcsService {
                     remember(steered, key);
                     continue;
                 }
-                Steer::Approve { arn, hook_id } | Steer::RollBackAtHook { arn, hook_id } => {
-                    let action = if matches!(step, Steer::Approve { .. }) {
-                        DeploymentLifecycleHookAction::Continue
-                    } else {
-                        DeploymentLifecycleHookAction::Rollback
-                    };
-                    let answer = ecs
-                        .call("ContinueServiceDeployment", |c| {
-                            c.continue_service_deployment()
-                                .service_deployment_arn(arn)
-                                .hook_id(hook_id)
-                                .action(action)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ());
-                    ("ContinueServiceDeployment", answer)
-                }
-                Steer::RollBack { arn } | Steer::Abort { arn } => {
-                    let stop = if matches!(step, Steer::RollBack { .. }) {
-                        StopServiceDeploymentStopType::Rollback
-                    } else {
-                        StopServiceDeploymentStopType::Abort
-                    };
-                    let answer = ecs
-                        .call("StopServiceDeployment", |c| {
-                            c.stop_service_deployment()
-                                .service_deployment_arn(arn)
-                                .stop_type(stop)
-                                .send()
-                        })
-                        .await
-                        .map(|_| ());
-                    ("StopServiceDeployment", answer)
-                }
+                Steer::Approve { arn, hook_id } => (
+                    "ContinueServiceDeployment",
+                    answer_hook(ecs, arn, hook_id, DeploymentLifecycleHookAction::Continue).await,
+                ),
+                Steer::RollBackAtHook { arn, hook_id } => (
+                    "ContinueServiceDeployment",
+                    answer_hook(ecs, arn, hook_id, DeploymentLifecycleHookAction::Rollback).await,
+                ),
+                Steer::RollBack { arn } => (
+                    "StopServiceDeployment",
+                    stop_deployment(ecs, arn, StopServiceDeploymentStopType::Rollback).await,
+                ),
+                Steer::Abort { arn } => (
+                    "StopServiceDeployment",
+                    stop_deployment(ecs, arn, StopServiceDeploymentStopType::Abort).await,
+                ),
             };
             match done {
                 Ok(()) => {
@@ -677,19 +710,115 @@ impl EcsService {
                     };
                     events.push(Note::normal(
                         reason,
-                        format!("{what} service deployment {key} ({operation})"),
+                        format!("{what} service deployment {} ({operation})", deployment_of(&key)),
                     ));
                     acted = true;
                 }
                 Err(err) if matches!(err.class, ErrorClass::Throttled | ErrorClass::Transient) => {
                     return Err(err.into());
                 }
-                Err(err) => events.push(Note::warning("SteeringFailed", format!("{key}: {err}"))),
+                Err(err) => events.push(Note::warning(
+                    "SteeringFailed",
+                    format!("service deployment {}: {err}", deployment_of(&key)),
+                )),
             }
             remember(steered, key);
         }
         Ok(acted)
     }
+}
+
+/// A field ECS cannot change in place differs and the spec does not allow replacement.
+fn replacement_refused(field: &str) -> Error {
+    Error::Invalid(format!(
+        "{field} differs from the running service and ECS cannot change it in place; set allowReplacement: true to recreate the service"
+    ))
+}
+
+impl EcsService {
+    /// The writes applying the spec would make to the service ECS reported (`observed`),
+    /// tags included: what `diff` prints and observe-only objects report as drift. What
+    /// apply would stall with (a service this object may not take over, a replacement the
+    /// spec does not allow) is the error.
+    pub fn preview(
+        &self,
+        desired: &Desired<'_>,
+        observed: Option<&Service>,
+        previous: &EcsServiceStatus,
+    ) -> Result<Vec<Write>, Error> {
+        let observe_only = self.spec.options.observe_only();
+        let mut writes = vec![];
+        if let (false, Some(old_arn), Some(old_cluster)) = (observe_only, &previous.service_arn, &previous.cluster_arn)
+            && (!old_arn.ends_with(&format!("/{}", desired.name)) || !same_cluster(old_cluster, &desired.cluster))
+        {
+            writes.push(Write::new(
+                "DeleteService",
+                old_arn.clone(),
+                "the service moved or was renamed",
+            ));
+        }
+        let live = observed.filter(|s| s.status() == Some("ACTIVE"));
+        let tags = live.map(|s| sdk_tag_map(s.tags())).unwrap_or_default();
+        if let (false, Some(_)) = (observe_only, live) {
+            let what = format!("ECS service {} in cluster {}", desired.name, desired.cluster);
+            claim(self, &tags, &what)?;
+        }
+        let plan = planner::plan(desired, observed, previous.service_deployment.as_ref(), previous)?;
+        if let Plan::Replace { field, allowed: false } = &plan {
+            return Err(replacement_refused(field));
+        }
+        writes.extend(planner::writes(&plan, desired));
+        let in_place = matches!(plan, Plan::Update(_) | Plan::InSync { .. } | Plan::RolloutFailed { .. });
+        if let (true, Some(service)) = (in_place, live) {
+            let ownership = match observe_only {
+                true => std::collections::BTreeMap::new(),
+                false => ownership::tags_for(self),
+            };
+            let user_tags = self.spec.service.tags.as_deref().map(tag_map);
+            let target = service.service_name().unwrap_or(&desired.name);
+            writes.extend(tag_writes(target, &tag_changes(user_tags.as_ref(), &ownership, &tags)));
+        }
+        Ok(writes)
+    }
+}
+
+/// ContinueServiceDeployment: the answer to the hook a deployment waits at.
+async fn answer_hook(
+    ecs: &Ecs,
+    arn: &str,
+    hook_id: &str,
+    action: aws_sdk_ecs::types::DeploymentLifecycleHookAction,
+) -> Result<(), EcsError> {
+    ecs.call("ContinueServiceDeployment", |c| {
+        c.continue_service_deployment()
+            .service_deployment_arn(arn)
+            .hook_id(hook_id)
+            .action(action)
+            .send()
+    })
+    .await
+    .map(|_| ())
+}
+
+/// StopServiceDeployment, rolling back or leaving things where they are (ABORT).
+async fn stop_deployment(
+    ecs: &Ecs,
+    arn: &str,
+    stop: aws_sdk_ecs::types::StopServiceDeploymentStopType,
+) -> Result<(), EcsError> {
+    ecs.call("StopServiceDeployment", |c| {
+        c.stop_service_deployment()
+            .service_deployment_arn(arn)
+            .stop_type(stop)
+            .send()
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The service deployment a steering key (`approve=<id>`) names.
+fn deployment_of(key: &str) -> &str {
+    key.split_once('=').map_or(key, |(_, id)| id)
 }
 
 /// Notes a steering annotation as acted on, keeping the last few.
@@ -833,7 +962,7 @@ fn same_cluster(a: &str, b: &str) -> bool {
 
 /// DescribeServices for one service (name or ARN), tags included. None when ECS reports it
 /// MISSING or INACTIVE (INACTIVE counts as gone); a missing cluster means no service either.
-async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
+pub(crate) async fn describe(ecs: &Ecs, cluster: &str, service: &str) -> Result<Option<Service>, EcsError> {
     Ok(describe_many(ecs, cluster, vec![service.to_string()])
         .await?
         .into_values()
@@ -896,7 +1025,7 @@ mod tests {
         svc.status = Some(EcsServiceStatus {
             common: CommonStatus {
                 observed_generation: Some(2),
-                conditions: vec![],
+                ..Default::default()
             },
             ..Default::default()
         });

@@ -22,19 +22,18 @@ use kube::ResourceExt;
 use tracing::debug;
 
 use super::observations::{Observations, by_account};
-use super::{Context, Error, Managed, Note, Outcome, State, claim};
+use super::{Context, Error, Managed, Note, Outcome, State, claim, not_in_ecs};
 use crate::api::ecs_types::RegisterTaskDefinitionInput;
 use crate::api::task_definition::RetiredRevisions;
 use crate::api::{CommonStatus, DeletionPolicy, EcsTaskDefinition, EcsTaskDefinitionStatus, ManagementOptions};
 use crate::ecs::client::{Ecs, Found};
 use crate::ecs::error::EcsError;
 use crate::ecs::normalize::{content_hash, task_definition_content};
-use crate::ecs::ownership::{self, creation_tags, sdk_tag_map, sync_tags, tag_map};
+use crate::ecs::ownership::{self, creation_tags, sdk_tag_map, sync_tags, tag_changes, tag_map};
 use crate::ecs::wire::to_sdk;
 use crate::plan::task_definition::{self as planner, CONTENT_HASH, Plan};
+use crate::plan::{Write, tag_writes};
 
-/// DeleteTaskDefinitions takes at most this many revisions per call.
-const DELETE_BATCH: usize = 10;
 /// ListTaskDefinitions returns at most this many revisions per call.
 const LIST_PAGE: i32 = 100;
 /// Every this many resyncs, each revision is described (tags included) instead of listed.
@@ -58,6 +57,96 @@ impl EcsTaskDefinition {
         let mut input = self.spec.task_definition.clone();
         input.family = Some(self.family());
         input
+    }
+}
+
+/// A revision as DescribeTaskDefinition reports it, with its tags.
+pub type Revision = (TaskDefinition, BTreeMap<String, String>);
+
+impl EcsTaskDefinition {
+    /// The revision to compare the spec with: the one this object registered last (else the
+    /// family's latest), if ACTIVE. One read, two when that revision is stale and this
+    /// object registered before.
+    pub async fn current_revision(
+        &self,
+        ecs: &Ecs,
+        previous: &EcsTaskDefinitionStatus,
+    ) -> Result<Option<Revision>, Error> {
+        let family = self.family();
+        let content = task_definition_content(&self.desired_input());
+        let hash = content_hash(&content);
+        let lookup = previous.task_definition_arn.clone().unwrap_or_else(|| family.clone());
+        let current = describe_active(ecs, &lookup).await?;
+        let stale = current
+            .as_ref()
+            .is_none_or(|(td, tags)| !planner::in_sync(td, tags, &hash, &content));
+        if stale && previous.task_definition_arn.is_some() {
+            // NB: a revision registered in a pass whose status write was lost is the family's
+            // latest, tagged with this object and this content: take it instead of
+            // registering (and leaking) one more. Costs a read only when content changed.
+            let latest = describe_active(ecs, &family).await?;
+            if let Some(found) =
+                latest.filter(|(_, tags)| ownership::owned_by(tags, self) && tags.get(CONTENT_HASH) == Some(&hash))
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(current)
+    }
+
+    /// The writes applying the spec would make given `current` (see
+    /// [`Self::current_revision`]) and the revisions services use (`in_use`), tags and
+    /// retirement included: what `diff` prints and observe-only objects report as drift. A
+    /// family this object may not take over is the error apply would stall with.
+    pub fn preview(
+        &self,
+        current: Option<&Revision>,
+        previous: &EcsTaskDefinitionStatus,
+        in_use: &BTreeMap<i32, Vec<String>>,
+    ) -> Result<Vec<Write>, Error> {
+        let family = self.family();
+        let input = self.desired_input();
+        let observe_only = self.spec.options.observe_only();
+        let ours = current.is_some_and(|(_, tags)| ownership::owned_by(tags, self));
+        if let Some((td, tags)) = current
+            && !ours
+            && !observe_only
+            && previous.task_definition_arn.as_deref() != Some(arn_of(td).as_str())
+        {
+            claim(self, tags, &format!("task definition family {family}"))?;
+        }
+        let plan = planner::plan(
+            &input,
+            current.map(|(td, tags)| (td, tags)),
+            previous.task_definition_arn.is_some(),
+        );
+        let registers = !matches!((&plan, current), (Plan::InSync, Some(_)));
+        let mut retiring = vec![];
+        if !observe_only {
+            // NB: a revision to be registered is the newest; it is never retired.
+            let mut active = previous.active_revisions.clone();
+            match current {
+                Some((td, _)) if !registers && ours && !active.contains(&td.revision()) => active.push(td.revision()),
+                _ if registers => active.push(i32::MAX),
+                _ => {}
+            }
+            let limit = usize::try_from(self.spec.revision_history_limit.max(1)).unwrap_or(1);
+            if active.len() > limit {
+                retiring = planner::retirement(&active, limit, in_use).0;
+            }
+        }
+        let mut writes = planner::writes(&plan, &family, &retiring, self.spec.retired_revisions);
+        if let (false, Some((td, tags))) = (registers, current) {
+            let mut own_tags = BTreeMap::new();
+            if ours && !observe_only {
+                own_tags = ownership::tags_for(self);
+                own_tags.insert(CONTENT_HASH.into(), content_hash(&task_definition_content(&input)));
+            }
+            let user_tags = input.tags.as_deref().map(tag_map);
+            let changes = tag_changes(user_tags.as_ref(), &own_tags, tags);
+            writes.splice(0..0, tag_writes(&format!("{family}:{}", td.revision()), &changes));
+        }
+        Ok(writes)
     }
 }
 
@@ -116,24 +205,8 @@ impl Managed for EcsTaskDefinition {
         wanted_tags.insert(CONTENT_HASH.into(), hash.clone());
         let user_tags = input.tags.as_deref().map(tag_map);
 
-        // One read: the revision this object registered last, or the family's latest.
-        let lookup = previous.task_definition_arn.clone().unwrap_or_else(|| family.clone());
         let mut events = vec![];
-        let mut current = describe_active(&ecs, &lookup).await?;
-        let stale = current
-            .as_ref()
-            .is_none_or(|(td, tags)| !planner::in_sync(td, tags, &hash, &content));
-        if stale && previous.task_definition_arn.is_some() {
-            // NB: a revision registered in a pass whose status write was lost is the family's
-            // latest, tagged with this object and this content: take it instead of
-            // registering (and leaking) one more. Costs a read only when content changed.
-            let latest = describe_active(&ecs, &family).await?;
-            if let Some((td, tags)) =
-                latest.filter(|(_, tags)| ownership::owned_by(tags, self) && tags.get(CONTENT_HASH) == Some(&hash))
-            {
-                current = Some((td, tags));
-            }
-        }
+        let current = self.current_revision(&ecs, &previous).await?;
         let ours = current
             .as_ref()
             .is_some_and(|(_, tags)| ownership::owned_by(tags, self));
@@ -204,6 +277,39 @@ impl Managed for EcsTaskDefinition {
             message,
         };
         Ok(Outcome { status, state, events })
+    }
+
+    async fn observe(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
+        let (ecs, region) = ctx.ecs_for(self).await?;
+        let family = self.family();
+        let previous = self.status.clone().unwrap_or_default();
+        // NB: always the family's latest ACTIVE revision: what another tool registered last.
+        let unregistered = EcsTaskDefinitionStatus::default();
+        let Some(revision) = self.current_revision(&ecs, &unregistered).await? else {
+            return Ok(Outcome {
+                status: previous,
+                state: not_in_ecs(format!("ECS has no ACTIVE revision of family {family}")),
+                events: vec![],
+            });
+        };
+        let writes = self.preview(Some(&revision), &unregistered, &BTreeMap::new())?;
+        let td = &revision.0;
+        let status = EcsTaskDefinitionStatus {
+            common: previous.common,
+            region: Some(region),
+            task_definition_arn: Some(arn_of(td)),
+            family: Some(family),
+            revision: Some(td.revision()),
+            status: td.status().map(|s| s.as_str().to_string()),
+            active_revisions: vec![],
+        };
+        Ok(Outcome {
+            status,
+            state: State::Observed {
+                drift: crate::plan::drift_of(&writes),
+            },
+            events: vec![],
+        })
     }
 
     /// ListTaskDefinitions of the ACTIVE revisions per region, 100 per call; an object whose
@@ -288,26 +394,11 @@ impl Managed for EcsTaskDefinition {
     }
 }
 
-/// Revisions of `family` that the EcsServices the operator watches use (their deployments
-/// and task sets as last observed, rollback targets included, and what ECS runs) or name
-/// in spec (`family:revision` or an ARN), with the services using each; read from the
-/// shared watch cache of services, in every shard.
+/// Revisions of `family` in use by the EcsServices the operator watches, in every shard
+/// (see [`planner::revisions_in_use`]).
 fn revisions_in_use(ctx: &Context, family: &str) -> BTreeMap<i32, Vec<String>> {
-    let mut in_use: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for service in ctx.caches.services.all() {
-        let who = format!(
-            "service {}/{}",
-            service.namespace().unwrap_or_default(),
-            service.name_any()
-        );
-        for revision in planner::revisions_used_by(&service, family) {
-            let users = in_use.entry(revision).or_default();
-            if !users.contains(&who) {
-                users.push(who.clone());
-            }
-        }
-    }
-    in_use
+    let services = ctx.caches.services.all();
+    planner::revisions_in_use(services.iter().map(|s| s.as_ref()), family)
 }
 
 /// What retiring revisions did.
@@ -339,7 +430,7 @@ impl Retirement {
 }
 
 /// The revision if ECS has it ACTIVE.
-async fn describe_active(
+pub(crate) async fn describe_active(
     ecs: &Ecs,
     task_definition: &str,
 ) -> Result<Option<(TaskDefinition, BTreeMap<String, String>)>, EcsError> {
@@ -441,7 +532,7 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
     if policy == RetiredRevisions::Deregister {
         retirement.retired = deregistered;
     } else {
-        for batch in deregistered.chunks(DELETE_BATCH) {
+        for batch in deregistered.chunks(planner::DELETE_BATCH) {
             let names: Vec<String> = batch.iter().map(|r| format!("{family}:{r}")).collect();
             match ecs
                 .call("DeleteTaskDefinitions", |c| {

@@ -401,6 +401,45 @@ impl Drop for FaultProxy {
     }
 }
 
+/// `ecs-operator ARGS` as a user runs it against the test bed (its kubeconfig, its ECS
+/// endpoint), with its ECS calls counted as `client_id`'s: the exit code, stdout, stderr.
+pub fn cli(args: &[&str], client_id: &str, stdin: Option<&str>) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ecs-operator"));
+    command
+        .args(args)
+        .envs(&test_bed().vars)
+        .env("AWS_SDK_UA_APP_ID", client_id)
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    let out = output_of(command, stdin);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `command` to the end with `stdin` piped in; its exit status and output.
+fn output_of(mut command: Command, stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("output")
+}
+
 /// The count of one operation.
 pub fn calls_of(counts: &BTreeMap<String, u64>, operation: &str) -> u64 {
     counts.get(operation).copied().unwrap_or(0)
@@ -601,30 +640,16 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// Runs the test bed's kubectl as a user would, with `stdin` piped in; returns stdout, or
 /// panics with stderr.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
     // NB: a private discovery cache, so that no earlier run's cache hides the CRDs.
     let cache = std::env::temp_dir().join(format!("ecs-operator-kubectl-cache-{}", std::process::id()));
-    let mut child = Command::new(root().join(".testenv/bin/kubectl"))
+    let mut command = Command::new(root().join(".testenv/bin/kubectl"));
+    command
         .arg("--kubeconfig")
         .arg(test_bed().kubeconfig())
         .arg("--cache-dir")
         .arg(cache)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kubectl output");
+        .args(args);
+    let out = output_of(command, stdin);
     assert!(
         out.status.success(),
         "kubectl {args:?}: {}",
