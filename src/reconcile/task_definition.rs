@@ -166,8 +166,8 @@ impl Managed for EcsTaskDefinition {
         &mut status.common
     }
 
-    fn options(&self) -> &ManagementOptions {
-        &self.spec.options
+    fn options(&self) -> ManagementOptions {
+        self.spec.options.clone()
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
@@ -541,9 +541,12 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
                 .await
             {
                 Ok(out) => {
+                    // NB: a revision already deleted (a second pass that read this object's
+                    // status before the first one's write reached the cache) is retired.
                     let failed: Vec<(Option<i32>, String)> = out
                         .failures()
                         .iter()
+                        .filter(|f| !f.reason().is_some_and(already_deleted))
                         .map(|f| {
                             let arn = f.arn().unwrap_or_default();
                             let revision = planner::family_and_revision(arn).map(|(_, r)| r);
@@ -579,6 +582,11 @@ async fn retire(ecs: &Ecs, family: &str, revisions: &[i32], policy: RetiredRevis
         ));
     }
     retirement
+}
+
+/// How DeleteTaskDefinitions' `failures[]` says a revision is not there (any more).
+fn already_deleted(reason: &str) -> bool {
+    reason.contains("does not exist")
 }
 
 fn arn_of(td: &TaskDefinition) -> String {
@@ -641,6 +649,12 @@ mod tests {
                         .reason("The specified task definition is still in ACTIVE status.")
                         .build(),
                 )
+                .failures(
+                    Failure::builder()
+                        .arn("arn:aws:ecs:us-east-1:1:task-definition/web:4")
+                        .reason("The specified task definition does not exist. Specify a valid account, family, revision and try again.")
+                        .build(),
+                )
                 .build()
         });
         let ecs = Ecs::unlimited(mock_client!(
@@ -648,8 +662,8 @@ mod tests {
             RuleMode::MatchAny,
             &[&deregister, &denied, &delete]
         ));
-        let retirement = retire(&ecs, "web", &[1, 2, 3], RetiredRevisions::Delete).await;
-        assert_eq!(retirement.retired, vec![1]);
+        let retirement = retire(&ecs, "web", &[1, 2, 3, 4], RetiredRevisions::Delete).await;
+        assert_eq!(retirement.retired, vec![1, 4], "4 was deleted already: retired, not failed");
         assert!(
             retirement.failures.iter().any(|f| f.contains("AccessDenied")),
             "{:?}",
