@@ -94,7 +94,7 @@ async fn samples_pass_a_server_side_dry_run() {
             applied += 1;
         }
     }
-    assert_eq!(applied, 3, "one sample per kind");
+    assert_eq!(applied, ecs_operator::api::crds().len(), "one sample per kind");
     delete_namespace(&client, &ns).await;
 }
 
@@ -290,6 +290,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
             "ecs_v1alpha1_ecscluster.yaml",
             "ecs_v1alpha1_ecstaskdefinition.yaml",
             "ecs_v1alpha1_ecsservice.yaml",
+            "ecs_v1alpha1_ecstask.yaml",
         ]
         .map(|f| std::fs::read_to_string(root().join("config/samples").join(f)).expect("sample"))
         .join("\n---\n"),
@@ -306,6 +307,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
         [
             "ecscluster.ecs.operator.dev/demo",
             "ecsservice.ecs.operator.dev/web",
+            "ecstask.ecs.operator.dev/migrate",
             "ecstaskdefinition.ecs.operator.dev/web",
         ]
     );
@@ -321,5 +323,8 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
         out.status.success() && text.contains("image used to start a container"),
         "{text}"
     );
+    let out = kubectl(&["explain", "ecstask.spec.activeDeadlineSeconds"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("StopTask"), "{text}");
     delete_namespace(&client, &ns).await;
 }

@@ -81,3 +81,29 @@ fn a_deployment_paused_for_approval_is_suspended() {
     );
     assert_eq!(health(&paused), ("Suspended".into(), message.into()));
 }
+
+#[test]
+fn a_task_run_is_progressing_while_running_healthy_when_complete_degraded_when_failed() {
+    let run = |conditions: Value| {
+        json!({"apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsTask",
+               "metadata": {"name": "migrate", "generation": 1},
+               "status": {"observedGeneration": 1, "conditions": conditions}})
+    };
+    let running = run(json!([
+        condition("Ready", "False", "Running", "1 of 1 task(s) RUNNING"),
+        condition("Reconciling", "True", "Running", "1 of 1 task(s) RUNNING")
+    ]));
+    assert_eq!(health(&running).0, "Progressing");
+    let complete = run(json!([
+        condition("Ready", "True", "Complete", "1 task(s) exited 0"),
+        condition("Complete", "True", "Complete", "1 task(s) exited 0")
+    ]));
+    assert_eq!(health(&complete).0, "Healthy");
+    let message = "task 1f2e: container app exited with exit code 3";
+    let failed = run(json!([
+        condition("Ready", "False", "ContainerFailed", message),
+        condition("Failed", "True", "ContainerFailed", message),
+        condition("Stalled", "True", "ContainerFailed", message)
+    ]));
+    assert_eq!(health(&failed), ("Degraded".into(), message.into()));
+}

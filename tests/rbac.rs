@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 /// Every (API group, resource) the operator may touch, with the verbs it needs.
 fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
     let mut allowed = BTreeMap::new();
-    for kind in ["ecsclusters", "ecstaskdefinitions", "ecsservices"] {
+    for kind in ["ecsclusters", "ecstaskdefinitions", "ecsservices", "ecstasks"] {
         allowed.insert(
             ("ecs.operator.dev", kind.to_string()),
             BTreeSet::from(["get", "list", "watch", "patch", "update"]),
@@ -33,6 +33,11 @@ fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
             BTreeSet::from(["update"]),
         );
     }
+    // NB: ttlSecondsAfterFinished deletes a finished EcsTask.
+    allowed
+        .get_mut(&("ecs.operator.dev", "ecstasks".to_string()))
+        .expect("ecstasks")
+        .insert("delete");
     allowed.insert(
         ("ecs.operator.dev", "ecsservices/scale".into()),
         BTreeSet::from(["get", "patch", "update"]),

@@ -1530,6 +1530,205 @@ pub struct ClusterServiceConnectDefaultsRequest {
     pub namespace: String,
 }
 
+/// See the ECS API reference.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTaskInput {
+    /// The capacity provider strategy to use for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    /// Cluster name or ARN; ECS's default cluster when neither this nor clusterRef is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The number of instantiations of the specified task to place on your cluster.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    /// Specifies whether to use Amazon ECS managed tags for the task.
+    #[serde(rename = "enableECSManagedTags")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_ecs_managed_tags: Option<bool>,
+    /// Determines whether to use the execute command functionality for the containers in this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_execute_command: Option<bool>,
+    /// The name of the task group to associate with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The infrastructure to run your standalone task on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<LaunchType>,
+    /// The network configuration for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<NetworkConfiguration>,
+    /// A list of container overrides in JSON format that specify the name of a container in the specified task definition and the overrides it should receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<TaskOverride>,
+    /// An array of placement constraint objects to use for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_constraints: Option<Vec<PlacementConstraint>>,
+    /// The placement strategy objects to use for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_strategy: Option<Vec<PlacementStrategy>>,
+    /// The platform version the task uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    /// Specifies whether to propagate the tags from the task definition to the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<PropagateTags>,
+    /// This parameter is only used by Amazon ECS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_id: Option<String>,
+    /// An optional tag specified when a task is started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// The metadata that you apply to the task to help you categorize and organize them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    /// Task definition as family, family:revision or full ARN; exclusive with taskDefinitionRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    /// The details of the volume that was configuredAtLaunch .
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
+}
+
+/// A list of container overrides in JSON format that specify the name of a container in the specified task definition and the overrides it should receive.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverride {
+    /// One or more container overrides that are sent to a task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_overrides: Option<Vec<ContainerOverride>>,
+    /// The CPU override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// The Elastic Inference accelerator override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
+    /// The Amazon Resource Name (ARN) of the task execution role override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// The memory override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// The Amazon Resource Name (ARN) of the role that containers in this task can assume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// The ephemeral storage setting override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<EphemeralStorage>,
+}
+
+/// The overrides that are sent to a container.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    /// The name of the container that receives the override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The command to send to the container that overrides the default command from the Docker image or the task definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// The environment variables to send to the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    /// A list of files containing the environment variables to pass to a container, instead of the value from the container definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_files: Option<Vec<EnvironmentFile>>,
+    /// The number of cpu units reserved for the container, instead of the default value from the task definition.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i32>,
+    /// The hard limit (in MiB) of memory to present to the container, instead of the default value from the task definition.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i32>,
+    /// The soft limit (in MiB) of memory to reserve for the container, instead of the default value from the task definition.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i32>,
+    /// The type and amount of a resource to assign to a container, instead of the default value from the task definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_requirements: Option<Vec<ResourceRequirement>>,
+}
+
+/// Details on an Elastic Inference accelerator task override.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceAcceleratorOverride {
+    /// The Elastic Inference accelerator device name to override for the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    /// The Elastic Inference accelerator type to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+}
+
+/// Configuration settings for the task volume that was configuredAtLaunch that weren't set during RegisterTaskDef .
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskVolumeConfiguration {
+    /// The name of the volume.
+    pub name: String,
+    /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
+    #[serde(rename = "managedEBSVolume")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
+}
+
+/// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskManagedEBSVolumeConfiguration {
+    /// Indicates whether the volume should be encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// The Amazon Resource Name (ARN) identifier of the Amazon Web Services Key Management Service key to use for Amazon EBS encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// The volume type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    /// The size of the volume in GiB.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_in_gi_b: Option<i32>,
+    /// The snapshot that Amazon ECS uses to create the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// The rate, in MiB/s, at which data is fetched from a snapshot of an existing Amazon EBS volume to create a new volume for attachment to the task.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_initialization_rate: Option<i32>,
+    /// The number of I/O operations per second (IOPS).
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    /// The throughput to provision for a volume, in MiB/s, with a maximum of 1,000 MiB/s.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+    /// The tags to apply to the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_specifications: Option<Vec<EBSTagSpecification>>,
+    /// The ARN of the IAM role to associate with this volume.
+    pub role_arn: String,
+    /// The termination policy for the volume when the task exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
+    /// The Linux filesystem type for the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem_type: Option<TaskFilesystemType>,
+}
+
+/// The termination policy for the volume when the task exits.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskManagedEBSVolumeTerminationPolicy {
+    /// Indicates whether the volume should be deleted on when the task stops.
+    pub delete_on_termination: bool,
+}
+
 /// Specifies whether a resource is publicly accessible from the internet or private to a VPC.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccessType {

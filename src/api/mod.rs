@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod ecs_types;
 pub mod service;
 mod shared;
+pub mod task;
 pub mod task_definition;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,6 +17,7 @@ use kube::CustomResourceExt;
 pub use cluster::{EcsCluster, EcsClusterSpec, EcsClusterStatus};
 pub use service::{EcsService, EcsServiceSpec, EcsServiceStatus};
 pub use shared::{CommonStatus, DeletionPolicy, LocalObjectReference, ManagementOptions, ManagementPolicy};
+pub use task::{EcsTask, EcsTaskSpec, EcsTaskStatus};
 pub use task_definition::{EcsTaskDefinition, EcsTaskDefinitionSpec, EcsTaskDefinitionStatus};
 
 /// The API group of every kind.
@@ -23,7 +25,12 @@ pub const GROUP: &str = "ecs.operator.dev";
 
 /// Every CRD this operator serves, in a stable order (the file names in crds/ follow it).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![EcsCluster::crd(), EcsTaskDefinition::crd(), EcsService::crd()]
+    vec![
+        EcsCluster::crd(),
+        EcsTaskDefinition::crd(),
+        EcsService::crd(),
+        EcsTask::crd(),
+    ]
 }
 
 /// The schema of a free-form JSON member (botocore's "document" type): any value, kept as

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod service;
+pub mod task;
 pub mod task_definition;
 
 use std::time::Duration;
@@ -94,6 +95,14 @@ pub enum State {
     /// Observe-only: ECS was read and nothing written; `drift` names what differs from the
     /// spec (empty: nothing).
     Observed { drift: Vec<String> },
+    /// A run to completion ended (EcsTask): Complete, or Failed with why; nothing more
+    /// happens for this generation. `recheck`: when to look again (its time to live).
+    Finished {
+        succeeded: bool,
+        reason: &'static str,
+        message: String,
+        recheck: Option<Duration>,
+    },
 }
 
 impl State {
@@ -102,6 +111,7 @@ impl State {
         match self {
             State::Ready { reason, .. } | State::InProgress { reason, .. } | State::Failed { reason, .. } => reason,
             State::Observed { .. } => "Observed",
+            State::Finished { reason, .. } => reason,
         }
     }
 }

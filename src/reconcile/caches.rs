@@ -9,7 +9,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use tokio::sync::watch;
 
 use super::Managed;
-use crate::api::{EcsCluster, EcsService, EcsTaskDefinition};
+use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition};
 
 /// How many objects a slow subscriber may lag behind its watch before the watch waits.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -61,6 +61,8 @@ pub struct Caches {
     pub task_definitions: Cache<EcsTaskDefinition>,
     /// EcsServices.
     pub services: Cache<EcsService>,
+    /// EcsTasks.
+    pub tasks: Cache<EcsTask>,
     synced: (watch::Sender<bool>, watch::Receiver<bool>),
 }
 
@@ -77,6 +79,7 @@ impl Caches {
             clusters: Cache::new(n),
             task_definitions: Cache::new(n),
             services: Cache::new(n),
+            tasks: Cache::new(n),
             synced: watch::channel(false),
         }
     }

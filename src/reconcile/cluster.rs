@@ -117,8 +117,8 @@ impl Managed for EcsCluster {
         &mut status.common
     }
 
-    fn options(&self) -> &ManagementOptions {
-        &self.spec.options
+    fn options(&self) -> ManagementOptions {
+        self.spec.options.clone()
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {

@@ -1,6 +1,7 @@
 //! Ready / Reconciling / Stalled, the way kstatus and Argo CD read them: Ready always
 //! present, the other two only while true; lastTransitionTime moves only when a condition's
-//! status does. Observe-only objects also carry Drifted, true or false.
+//! status does. Observe-only objects also carry Drifted, true or false; a finished EcsTask
+//! Complete or Failed, as a Job does.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,20 @@ pub fn from_state(state: &State) -> Vec<Wanted> {
         State::Observed { drift } if drift.is_empty() => vec![
             Wanted::new("Ready", true, "Observed", "observe-only: ECS matches the spec"),
             Wanted::new("Drifted", false, "InSync", "ECS matches the spec"),
+        ],
+        State::Finished {
+            succeeded: true,
+            reason,
+            message,
+            ..
+        } => vec![
+            Wanted::new("Ready", true, reason, message.clone()),
+            Wanted::new("Complete", true, reason, message.clone()),
+        ],
+        State::Finished { reason, message, .. } => vec![
+            Wanted::new("Ready", false, reason, message.clone()),
+            Wanted::new("Stalled", true, reason, message.clone()),
+            Wanted::new("Failed", true, reason, message.clone()),
         ],
         State::Observed { drift } => {
             let message = format!("ECS differs from the spec in {}", drift.join(", "));

@@ -10,8 +10,10 @@ mod conditions;
 pub mod events;
 mod labels;
 pub mod observations;
+pub mod references;
 mod retries;
 pub mod service;
+pub mod task;
 pub mod task_definition;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +36,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::api::{CommonStatus, EcsCluster, EcsService, EcsTaskDefinition, ManagementOptions};
+use crate::api::{CommonStatus, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, ManagementOptions};
 pub use crate::plan::State;
 
 use crate::backoff::Backoff;
@@ -103,7 +105,7 @@ impl Context {
         let events = EventPublisher::new(client.clone(), FIELD_MANAGER, &instance);
         let slots = match settings.concurrency {
             0 => HashMap::new(),
-            n => ["EcsCluster", "EcsTaskDefinition", "EcsService"]
+            n => ["EcsCluster", "EcsTaskDefinition", "EcsService", "EcsTask"]
                 .into_iter()
                 .map(|kind| (kind.to_string(), Arc::new(Semaphore::new(usize::from(n)))))
                 .collect(),
@@ -124,10 +126,8 @@ impl Context {
 
     /// The ECS client and region of an object: its namespace's identity, its region.
     pub async fn ecs_for<K: Managed>(&self, obj: &K) -> Result<(Ecs, String), Error> {
-        let region = self
-            .ecs
-            .region(obj.options().region.as_deref())
-            .ok_or(Error::NoRegion)?;
+        let options = obj.options();
+        let region = self.ecs.region(options.region.as_deref()).ok_or(Error::NoRegion)?;
         let namespace = obj.namespace().unwrap_or_default();
         Ok((self.ecs.client(&namespace, &region).await, region))
     }
@@ -142,6 +142,8 @@ pub struct Observed {
     pub clusters: Observations<Option<aws_sdk_ecs::types::Cluster>>,
     /// ListTaskDefinitions: the object's revision is still ACTIVE.
     pub task_definitions: Observations<task_definition::StillActive>,
+    /// DescribeTasks: the object's tasks ECS still knows.
+    pub tasks: Observations<Vec<aws_sdk_ecs::types::Task>>,
 }
 
 /// Why a reconcile did not finish.
@@ -301,8 +303,8 @@ pub trait Managed:
     fn status(&self) -> Option<&Self::Status>;
     /// observedGeneration and conditions of a status.
     fn common(status: &mut Self::Status) -> &mut CommonStatus;
-    /// Region, deletion policy, adoption.
-    fn options(&self) -> &ManagementOptions;
+    /// Region, deletion policy, adoption, management policy.
+    fn options(&self) -> ManagementOptions;
     /// Makes ECS match the spec; reports status, readiness and what changed.
     fn apply(&self, ctx: &Context) -> impl Future<Output = Result<Outcome<Self::Status>, Error>> + Send;
     /// Observe-only: reads ECS as `apply` does, reports status and, as [`State::Observed`],
@@ -311,6 +313,16 @@ pub trait Managed:
     /// Removes (or retains) the ECS resource; Ok once it is gone and the finalizer can go,
     /// [`Error::DeletionBlocked`] while ECS still holds something that must go first.
     fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Vec<Note>, Error>> + Send;
+    /// How often the kind's poll sweep reads its polled objects together (see
+    /// [`Managed::polled`]); None: the kind has no poll sweep.
+    fn poll_interval() -> Option<Duration> {
+        None
+    }
+    /// True while the object is in flight in a way its kind's poll sweep follows (a running
+    /// EcsTask): it is not requeued by itself.
+    fn polled(&self) -> bool {
+        false
+    }
     /// Before a resync: reads the ECS resources of all `objects` in as few calls as ECS
     /// allows and offers each object's to [`Managed::observations`]. Kinds without a batch
     /// read leave it to each reconcile.
@@ -325,7 +337,7 @@ pub trait Managed:
 /// (a client whose timeout suits a watch that may rightly stay quiet for minutes); marks
 /// `health` ready once every watch has listed its objects. Each kind is watched once per
 /// watched namespace; its store feeds its controller and, for clusters and task
-/// definitions, the service controller's reference triggers.
+/// definitions, the reference triggers of the service and task controllers.
 pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     // NB: every object is watched, whatever the label selector: a service may refer to a
     // cluster or task definition of another shard. Each controller reconciles only its
@@ -337,15 +349,16 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let mut task_definition_writers = ctx.caches.task_definitions.take_writers();
     let mut cluster_writers = ctx.caches.clusters.take_writers();
     let mut service_writers = ctx.caches.services.take_writers();
+    let mut task_writers = ctx.caches.tasks.take_writers();
     for (i, scope) in ctx.caches.scopes.clone().iter().enumerate() {
-        let [td_own, td_refs] = watch(
+        let [td_own, td_refs, td_task_refs] = watch(
             api::<EcsTaskDefinition>(&watches, scope),
             &config,
             task_definition_writers.remove(0),
             &mut tasks,
             &mut synced,
         );
-        let [cluster_own, cluster_refs] = watch(
+        let [cluster_own, cluster_refs, cluster_task_refs] = watch(
             api::<EcsCluster>(&watches, scope),
             &config,
             cluster_writers.remove(0),
@@ -359,6 +372,13 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             &mut tasks,
             &mut synced,
         );
+        let [task_own] = watch(
+            api::<EcsTask>(&watches, scope),
+            &config,
+            task_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
         let task_definitions = controller(td_own, ctx.caches.task_definitions.store(i), &selector);
         let clusters = controller(cluster_own, ctx.caches.clusters.store(i), &selector);
         let services = service::controller(
@@ -369,7 +389,14 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
         );
         tasks.push(drive(task_definitions, ctx.clone()).boxed());
         tasks.push(drive(clusters, ctx.clone()).boxed());
+        let ecs_tasks = task::controller(
+            controller(task_own, ctx.caches.tasks.store(i), &selector),
+            cluster_task_refs,
+            td_task_refs,
+            selector.clone(),
+        );
         tasks.push(drive(services, ctx.clone()).boxed());
+        tasks.push(drive(ecs_tasks, ctx.clone()).boxed());
     }
     let caches = ctx.clone();
     tokio::spawn(async move {
@@ -503,11 +530,14 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
     // NB: kube's limit would hold per controller, and there is one per watched namespace;
     // the per-kind limit is the Context's slots instead.
     let config = kube::runtime::controller::Config::default().concurrency(0);
-    let resyncs = resyncs(controller.store(), ctx.clone());
+    let mut sweeps = resyncs(controller.store(), ctx.clone()).boxed();
+    if let Some(poll) = K::poll_interval() {
+        sweeps = futures::stream::select(sweeps, polls(controller.store(), ctx.clone(), poll)).boxed();
+    }
     controller
         .with_config(config)
         .trigger_backoff(EachWatchBacksOffAlone)
-        .reconcile_on(resyncs)
+        .reconcile_on(sweeps)
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
@@ -522,7 +552,7 @@ async fn drive<K: Managed>(controller: Controller<K>, ctx: Arc<Context>) {
 /// How a watch waits after an error: 0.5 s doubling to 8 s, ±50% jitter, and from the start
 /// again after a quiet minute. kube's default waits up to 30 s, then as long again when the
 /// apiserver says the watch's place in history is gone, so a controller stayed blind for a
-/// minute after an apiserver restart; the operator has few watches (five per watched
+/// minute after an apiserver restart; the operator has few watches (four per watched
 /// namespace), so retrying sooner costs the apiserver little.
 #[derive(Default)]
 pub struct WatchBackoff {
@@ -585,19 +615,42 @@ impl kube::runtime::utils::Backoff for EachWatchBacksOffAlone {
 // NB: settled objects are not requeued one by one; reconciling them together is what lets
 // their reads be batched (DescribeServices takes 10 services per call).
 fn resyncs<K: Managed>(store: Store<K>, ctx: Arc<Context>) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
-    futures::stream::unfold((store, ctx, 1u64), |(store, ctx, sweep)| async move {
-        tokio::time::sleep(ctx.settings.resync_interval).await;
+    let every = ctx.settings.resync_interval;
+    sweeps(store, ctx, every, |obj: &K| conditions::settled(obj))
+}
+
+/// A kind's poll sweep (see [`Managed::polled`]): every `poll` (or resync interval, if
+/// shorter), one batched read of its polled objects, then a reconcile of each.
+fn polls<K: Managed>(
+    store: Store<K>,
+    ctx: Arc<Context>,
+    poll: Duration,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
+    let every = poll.min(ctx.settings.resync_interval);
+    sweeps(store, ctx, every, K::polled)
+}
+
+/// Every `every`: the objects `due` says (not being deleted, in this shard), read together
+/// by [`Managed::observe_all`], then handed to the controller.
+fn sweeps<K: Managed>(
+    store: Store<K>,
+    ctx: Arc<Context>,
+    every: Duration,
+    due: fn(&K) -> bool,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
+    futures::stream::unfold((store, ctx, 1u64), move |(store, ctx, sweep)| async move {
+        tokio::time::sleep(every).await;
         let began = K::observations(&ctx).sweep_begins();
-        let settled: Vec<Arc<K>> = store
+        let swept: Vec<Arc<K>> = store
             .state()
             .into_iter()
-            .filter(|obj| obj.meta().deletion_timestamp.is_none() && conditions::settled(obj.as_ref()))
+            .filter(|obj| obj.meta().deletion_timestamp.is_none() && due(obj.as_ref()))
             .filter(|obj| selects(&ctx.settings.label_selector, obj.as_ref()))
             .collect();
-        let due: Vec<ObjectRef<K>> = settled.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
-        K::observe_all(settled, sweep, &ctx).await;
+        let refs: Vec<ObjectRef<K>> = swept.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
+        K::observe_all(swept, sweep, &ctx).await;
         K::observations(&ctx).sweep_done(began);
-        Some((futures::stream::iter(due), (store, ctx, sweep + 1)))
+        Some((futures::stream::iter(refs), (store, ctx, sweep + 1)))
     })
     .flatten()
 }
@@ -682,6 +735,9 @@ async fn apply<K: Managed>(obj: &K, ctx: &Context, api: &Api<K>, recorded: &Reco
             // an object in progress is never looked at less often than they are.
             let next = match &outcome.state {
                 State::Ready { .. } | State::Failed { .. } | State::Observed { .. } => Action::await_change(),
+                State::Finished { recheck, .. } => recheck.map_or_else(Action::await_change, Action::requeue),
+                // NB: a kind's poll sweep looks at its polled objects, together.
+                State::InProgress { .. } if obj.polled() => Action::await_change(),
                 State::InProgress { recheck, .. } => Action::requeue((*recheck).min(ctx.settings.resync_interval)),
             };
             let conditions = conditions::from_state(&outcome.state);

@@ -107,20 +107,25 @@ pub type Batch = Vec<(String, String)>;
 
 /// Groups objects for batched reads by the account they act in (their namespace's role),
 /// their region and `scope` (the cluster, for services): one group per client and call.
-/// `what` gives an object's region, scope and ARN, None when it has no ECS resource yet.
-pub async fn by_account<K: Managed>(
+/// `what` gives an object's region, scope and ARN of each of its ECS resources (none when it
+/// has none yet); an object with several appears once per resource.
+pub async fn by_account<K: Managed, R: IntoIterator<Item = (String, String, String)>>(
     ctx: &Context,
     objects: &[Arc<K>],
-    what: impl Fn(&K) -> Option<(String, String, String)>,
+    what: impl Fn(&K) -> R,
 ) -> Vec<(Ecs, String, Batch)> {
     let mut groups: BTreeMap<(Option<String>, String, String), Batch> = BTreeMap::new();
     for obj in objects {
-        if let (Some((region, scope, arn)), Some(uid)) = (what(obj), obj.uid()) {
-            let role = ctx
-                .ecs
-                .role_for(&obj.namespace().unwrap_or_default())
-                .map(str::to_owned);
-            groups.entry((role, region, scope)).or_default().push((uid, arn));
+        let Some(uid) = obj.uid() else { continue };
+        let role = ctx
+            .ecs
+            .role_for(&obj.namespace().unwrap_or_default())
+            .map(str::to_owned);
+        for (region, scope, arn) in what(obj) {
+            groups
+                .entry((role.clone(), region, scope))
+                .or_default()
+                .push((uid.clone(), arn));
         }
     }
     let mut clients = vec![];

@@ -8,20 +8,19 @@
 //! UpdateService, a replacement) and reports it. Deletion uses force and waits out DRAINING.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use aws_sdk_ecs::operation::create_service::CreateServiceInput as SdkCreateInput;
 use aws_sdk_ecs::operation::update_service::UpdateServiceInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{Service, ServiceField};
-use futures::Stream;
+use kube::ResourceExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::ReflectHandle;
 use serde_json::{Value, json};
 
 use super::observations::{Observations, observe_in_batches};
-use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, changes, claim, not_in_ecs, selects};
+use super::references::{self, Refers, Target, Waiting};
+use super::{Context, Error, LabelSelector, Managed, Note, Outcome, State, claim, not_in_ecs};
 use crate::api::ecs_types::{CreateServiceInput, DeploymentControllerType};
 use crate::api::service::ServiceDeploymentSummary;
 use crate::api::service::{DeploymentSummary, ServiceEventSummary, TaskSetSummary};
@@ -52,81 +51,25 @@ pub fn controller(
     task_definitions: ReflectHandle<EcsTaskDefinition>,
     selector: Option<LabelSelector>,
 ) -> Controller<EcsService> {
-    let by_cluster = controller.store();
-    let by_task_definition = controller.store();
-    let selector_too = selector.clone();
-    controller
-        .watches_shared_stream(reference_changes(clusters, cluster_arn), move |cluster| {
-            referencing(&by_cluster, cluster.as_ref(), &selector, |svc| {
-                svc.spec.cluster_ref.as_ref().map(|r| r.name.as_str())
-            })
-        })
-        .watches_shared_stream(reference_changes(task_definitions, task_definition_arn), move |td| {
-            referencing(&by_task_definition, td.as_ref(), &selector_too, |svc| {
-                svc.spec.task_definition_ref.as_ref().map(|r| r.name.as_str())
-            })
-        })
+    references::woken_by_references(controller, clusters, task_definitions, selector)
 }
 
-/// An ARN in status, and the region it lives in.
-type ArnAndRegion = Option<(String, Option<String>)>;
+impl Refers for EcsService {
+    fn cluster_ref(&self) -> Option<&str> {
+        self.spec.cluster_ref.as_ref().map(|r| r.name.as_str())
+    }
 
-fn cluster_arn(cluster: &EcsCluster) -> ArnAndRegion {
-    let status = cluster.status.as_ref()?;
-    Some((status.cluster_arn.clone()?, status.region.clone()))
-}
+    fn cluster(&self) -> Option<&str> {
+        self.spec.service.cluster.as_deref()
+    }
 
-fn task_definition_arn(td: &EcsTaskDefinition) -> ArnAndRegion {
-    let status = td.status.as_ref()?;
-    Some((status.task_definition_arn.clone()?, status.region.clone()))
-}
+    fn task_definition_ref(&self) -> Option<&str> {
+        self.spec.task_definition_ref.as_ref().map(|r| r.name.as_str())
+    }
 
-/// Changes of referenced objects that a service acts on: which ARN it may use (if any) and
-/// the start of a deletion. Not the rest of status: a cluster's task counts change with
-/// every task its services start, and waking each of its services for that cost one
-/// DescribeServices per service per change (14 per service while 1000 were created).
-fn reference_changes<K: Managed>(
-    objects: ReflectHandle<K>,
-    arn_and_region: fn(&K) -> ArnAndRegion,
-) -> impl Stream<Item = Arc<K>> + Send + 'static {
-    changes(objects, move |obj: &K| Some(reference_state(obj, arn_and_region)))
-}
-
-/// What a service sees of an object it references, as a hash.
-fn reference_state<K: Managed>(obj: &K, arn_and_region: fn(&K) -> ArnAndRegion) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    (usable(obj, arn_and_region), obj.meta().deletion_timestamp.is_some()).hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The services of this operator's shard that refer to `referenced`.
-fn referencing<K: Resource>(
-    services: &kube::runtime::reflector::Store<EcsService>,
-    referenced: &K,
-    selector: &Option<LabelSelector>,
-    reference: impl Fn(&EcsService) -> Option<&str>,
-) -> Vec<ObjectRef<EcsService>> {
-    let (namespace, name) = (referenced.meta().namespace.clone(), referenced.meta().name.clone());
-    services
-        .state()
-        .iter()
-        .filter(|svc| svc.metadata.namespace == namespace && reference(svc) == name.as_deref())
-        .filter(|svc| selects(selector, svc.as_ref()))
-        .map(|svc| ObjectRef::from_obj(svc.as_ref()))
-        .collect()
-}
-
-/// What the spec resolves to in ECS terms.
-struct Target {
-    cluster: String,
-    /// None under the EXTERNAL deployment controller, whose task sets name their own.
-    task_definition: Option<String>,
-}
-
-/// Where a reference stands when it cannot be used yet.
-struct Waiting {
-    reason: &'static str,
-    message: String,
+    fn task_definition(&self) -> Option<&str> {
+        self.spec.service.task_definition.as_deref()
+    }
 }
 
 impl EcsService {
@@ -139,49 +82,18 @@ impl EcsService {
             .unwrap_or_else(|| self.name_any())
     }
 
-    /// Resolves cluster and task definition, from the spec or the referenced objects (as the
-    /// shared watch caches have them: no read of the apiserver).
+    /// Resolves cluster and task definition (see [`references::resolve`]); an EXTERNAL
+    /// service alone may have no task definition.
     fn resolve(&self, ctx: &Context, region: &str) -> Result<Result<Target, Waiting>, Error> {
-        let namespace = self.namespace().unwrap_or_default();
-        let cluster = match (&self.spec.cluster_ref, &self.spec.service.cluster) {
-            (Some(reference), _) => {
-                let found = ctx.caches.clusters.get(&namespace, &reference.name);
-                match referenced(
-                    found.as_deref(),
-                    &reference.name,
-                    region,
-                    "WaitingForCluster",
-                    cluster_arn,
-                )? {
-                    Ok(arn) => arn,
-                    Err(waiting) => return Ok(Err(waiting)),
-                }
-            }
-            (None, Some(cluster)) => cluster.clone(),
-            (None, None) => "default".to_string(),
-        };
-        let task_definition = match (&self.spec.task_definition_ref, &self.spec.service.task_definition) {
-            (Some(reference), _) => {
-                let found = ctx.caches.task_definitions.get(&namespace, &reference.name);
-                match referenced(
-                    found.as_deref(),
-                    &reference.name,
-                    region,
-                    "WaitingForTaskDefinition",
-                    task_definition_arn,
-                )? {
-                    Ok(arn) => Some(arn),
-                    Err(waiting) => return Ok(Err(waiting)),
-                }
-            }
-            (None, Some(td)) => Some(td.clone()),
-            (None, None) if self.is_external() => None,
-            (None, None) => return Err(Error::Invalid("set taskDefinition or taskDefinitionRef".into())),
-        };
-        Ok(Ok(Target {
-            cluster,
-            task_definition,
-        }))
+        let target = references::resolve(self, ctx, region)?;
+        if let Ok(Target {
+            task_definition: None, ..
+        }) = &target
+            && !self.is_external()
+        {
+            return Err(Error::Invalid("set taskDefinition or taskDefinitionRef".into()));
+        }
+        Ok(target)
     }
 }
 
@@ -223,51 +135,6 @@ impl EcsService {
     }
 }
 
-/// The ARN of a referenced object (`found`, None when it does not exist) once it is Ready
-/// for its current generation (a task definition about to register a new revision must not
-/// send the service to the old one), or why the service has to wait for it. It must live in
-/// the service's region.
-fn referenced<K: Managed>(
-    found: Option<&K>,
-    name: &str,
-    region: &str,
-    waiting: &'static str,
-    arn_and_region: fn(&K) -> ArnAndRegion,
-) -> Result<Result<String, Waiting>, Error> {
-    let kind = K::kind(&());
-    let Some(obj) = found else {
-        return Ok(Err(Waiting {
-            reason: waiting,
-            message: format!("{kind} {name} does not exist"),
-        }));
-    };
-    match usable(obj, arn_and_region) {
-        Some((_, Some(theirs))) if theirs != region => Err(Error::Invalid(format!(
-            "{kind} {name} is in region {theirs} and this service in {region}; a service can only use resources of its own region"
-        ))),
-        Some((arn, _)) => Ok(Ok(arn)),
-        None => Ok(Err(Waiting {
-            reason: waiting,
-            message: format!("{kind} {name} is not Ready"),
-        })),
-    }
-}
-
-/// The ARN a service may use: only once the object is Ready for its current generation.
-fn usable<K: Managed>(obj: &K, arn_and_region: fn(&K) -> ArnAndRegion) -> ArnAndRegion {
-    let mut status = obj.status().cloned().unwrap_or_default();
-    let common = K::common(&mut status);
-    let current = common.observed_generation == obj.meta().generation && is_ready(common);
-    arn_and_region(obj).filter(|_| current)
-}
-
-fn is_ready(common: &CommonStatus) -> bool {
-    common
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
 impl Managed for EcsService {
     type Status = EcsServiceStatus;
     type Observed = Option<Service>;
@@ -284,8 +151,8 @@ impl Managed for EcsService {
         &mut status.common
     }
 
-    fn options(&self) -> &ManagementOptions {
-        &self.spec.options
+    fn options(&self) -> ManagementOptions {
+        self.spec.options.clone()
     }
 
     async fn apply(&self, ctx: &Context) -> Result<Outcome<Self::Status>, Error> {
@@ -1030,50 +897,6 @@ mod tests {
             ..Default::default()
         });
         svc
-    }
-
-    fn ready_cluster() -> EcsCluster {
-        serde_json::from_value(json!({
-            "apiVersion": "ecs.operator.dev/v1alpha1", "kind": "EcsCluster",
-            "metadata": {"name": "prod", "namespace": "shop", "uid": "c-1", "generation": 1},
-            "spec": {},
-            "status": {
-                "observedGeneration": 1, "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod",
-                "region": "us-east-1", "runningTasksCount": 2, "activeServicesCount": 1,
-                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
-                                "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-            },
-        }))
-        .expect("cluster")
-    }
-
-    #[test]
-    fn services_are_woken_by_what_they_use_of_a_cluster_not_by_its_counts() {
-        let state = |c: &EcsCluster| reference_state(c, cluster_arn);
-        let ready = ready_cluster();
-
-        let mut counts = ready.clone();
-        let status = counts.status.as_mut().expect("status");
-        status.running_tasks_count = Some(40);
-        status.active_services_count = Some(20);
-        status.pending_tasks_count = Some(3);
-        assert_eq!(state(&counts), state(&ready), "task and service counts");
-
-        let mut new_spec = ready.clone();
-        new_spec.metadata.generation = Some(2);
-        assert_ne!(state(&new_spec), state(&ready), "not Ready for its new generation");
-
-        let mut not_ready = ready.clone();
-        not_ready.status.as_mut().expect("status").common.conditions[0].status = "False".into();
-        assert_ne!(state(&not_ready), state(&ready), "Ready=False");
-
-        let mut other_arn = ready.clone();
-        other_arn.status.as_mut().expect("status").cluster_arn = Some("arn:aws:ecs:us-east-1:1:cluster/other".into());
-        assert_ne!(state(&other_arn), state(&ready), "another ARN");
-
-        let mut deleting = ready.clone();
-        deleting.metadata.deletion_timestamp = serde_json::from_value(json!("2026-01-02T00:00:00Z")).expect("time");
-        assert_ne!(state(&deleting), state(&ready), "deletion started");
     }
 
     fn service(status: &str, deployments: Vec<Deployment>) -> Service {

@@ -663,7 +663,11 @@ mod tests {
             &[&deregister, &denied, &delete]
         ));
         let retirement = retire(&ecs, "web", &[1, 2, 3, 4], RetiredRevisions::Delete).await;
-        assert_eq!(retirement.retired, vec![1, 4], "4 was deleted already: retired, not failed");
+        assert_eq!(
+            retirement.retired,
+            vec![1, 4],
+            "4 was deleted already: retired, not failed"
+        );
         assert!(
             retirement.failures.iter().any(|f| f.contains("AccessDenied")),
             "{:?}",

@@ -3,8 +3,10 @@
 for tests.
 
 - strict_ecs.py makes moto reject, rewrite and take time as ECS does (its rules cite the
-  API reference); on for every test and the demo.
-- CallCounter counts the ECS API calls each client makes, by operation: the tests measure
+  API reference); strict_tasks.py does the same for standalone tasks (RunTask,
+  DescribeTasks, StopTask); on for every test and the demo.
+- CallCounter counts the ECS API calls (and EventBridge Scheduler's schedule calls) each
+  client makes, by operation: the tests measure
   "zero writes at idle" and "one RegisterTaskDefinition per change" at the endpoint itself.
   A client is the app id in the SDK's user agent (AWS_SDK_UA_APP_ID, which each test sets
   for its operator process); `GET /_ecs_operator/calls?client=ID` returns its counts and
@@ -27,16 +29,18 @@ from werkzeug.serving import run_simple
 
 # NB: not named moto_*: moto reads an error class's module name to find its service.
 import strict_ecs
+import strict_tasks
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
 # Write requests kept per client, for tests that check exactly what was sent.
-KEPT_REQUESTS = {"CreateService", "UpdateService", "DeleteService"}
+KEPT_REQUESTS = {"CreateService", "UpdateService", "DeleteService", "RunTask", "DescribeTasks"}
 CONTROLS = {
     "/_ecs_operator/timing": strict_ecs.set_timing,
     "/_ecs_operator/inject": strict_ecs.inject,
     "/_ecs_operator/broken": strict_ecs.declare_broken,
     "/_ecs_operator/lambda": strict_ecs.set_lambda_verdict,
+    "/_ecs_operator/task-answers": strict_tasks.delay_answers,
 }
 
 
@@ -77,11 +81,15 @@ class CallCounter:
             CONTROLS[path](json.loads(read_body(environ) or b"{}"))
             return answer(start_response, "200 OK", {})
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        agent = environ.get("HTTP_X_AMZ_USER_AGENT", "") + " " + environ.get("HTTP_USER_AGENT", "")
+        match = APP_ID.search(agent)
+        client = match.group(1) if match else ""
+        scheduler = scheduler_operation(environ.get("REQUEST_METHOD", ""), path or "")
+        if scheduler:
+            with self.lock:
+                self.counts[client][scheduler] += 1
         if target.startswith(ECS_TARGET):
             operation = target[len(ECS_TARGET):]
-            agent = environ.get("HTTP_X_AMZ_USER_AGENT", "") + " " + environ.get("HTTP_USER_AGENT", "")
-            match = APP_ID.search(agent)
-            client = match.group(1) if match else ""
             body = read_body(environ)
             request = json.loads(body or b"{}")
             with self.lock:
@@ -94,6 +102,17 @@ class CallCounter:
                 return answer(start_response, "400 Bad Request", {"__type": code, "message": message},
                               [("X-Amzn-ErrorType", code)])
         return self.app(environ, start_response)
+
+
+def scheduler_operation(method, path):
+    """The EventBridge Scheduler operation of a REST request (its API is REST, not
+    X-Amz-Target), e.g. PUT /schedules/NAME is UpdateSchedule; None for anything else."""
+    if path == "/schedules" and method == "GET":
+        return "ListSchedules"
+    if not path.startswith("/schedules/"):
+        return None
+    return {"POST": "CreateSchedule", "PUT": "UpdateSchedule", "GET": "GetSchedule",
+            "DELETE": "DeleteSchedule"}.get(method)
 
 
 def read_body(environ):
@@ -109,6 +128,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     strict_ecs.apply()
+    strict_tasks.apply()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", args.port, CallCounter(app), threaded=True,
                request_handler=MotoRequestHandler)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes src/api/ecs_types.rs: Rust mirrors of the input shapes of RegisterTaskDefinition,
-CreateService and CreateCluster, member for member, from the ECS service model that ships in
+CreateService, CreateCluster and RunTask, member for member, from the ECS service model that ships in
 botocore (pinned in tests/testenv/requirements.txt).
 
 Why generated: the three inputs reach about ninety nested shapes; writing them by hand would
@@ -19,11 +19,12 @@ import sys
 import botocore
 import botocore.session
 
-ROOTS = ["RegisterTaskDefinition", "CreateService", "CreateCluster"]
+ROOTS = ["RegisterTaskDefinition", "CreateService", "CreateCluster", "RunTask"]
 
 # Members left out of the Kubernetes API, with the reason (also listed in README).
 EXCLUDED = {
     ("CreateServiceRequest", "clientToken"): "derived from the object's UID by the operator",
+    ("RunTaskRequest", "clientToken"): "derived from the object's UID and generation by the operator",
     # In botocore's model but not yet in the pinned aws-sdk-ecs, so the operator could not send it.
     ("RegisterTaskDefinitionRequest", "trustedExecutionConfiguration"): "not in aws-sdk-ecs 1.157",
     ("GatewayConnector", "deregistrationDelay"): "not in aws-sdk-ecs 1.157",
@@ -34,6 +35,7 @@ EXCLUDED = {
 OPTIONAL = {
     ("RegisterTaskDefinitionRequest", "family"),
     ("CreateServiceRequest", "serviceName"),
+    ("RunTaskRequest", "taskDefinition"),
 }
 
 # Members ECS rejects when absent although its model marks them optional; required here so
@@ -65,12 +67,17 @@ DOC_OVERRIDES = {
         "Task definition as family, family:revision or full ARN; exclusive with taskDefinitionRef.",
     ("CreateClusterRequest", "clusterName"):
         "Name of the cluster; defaults to metadata.name.",
+    ("RunTaskRequest", "cluster"):
+        "Cluster name or ARN; ECS's default cluster when neither this nor clusterRef is set.",
+    ("RunTaskRequest", "taskDefinition"):
+        "Task definition as family, family:revision or full ARN; exclusive with taskDefinitionRef.",
 }
 
 RUST_NAMES = {
     "RegisterTaskDefinitionRequest": "RegisterTaskDefinitionInput",
     "CreateServiceRequest": "CreateServiceInput",
     "CreateClusterRequest": "CreateClusterInput",
+    "RunTaskRequest": "RunTaskInput",
 }
 
 KEYWORDS = {"type", "match", "ref", "async", "await", "move", "mod", "use", "in", "loop"}
