@@ -291,6 +291,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
             "ecs_v1alpha1_ecstaskdefinition.yaml",
             "ecs_v1alpha1_ecsservice.yaml",
             "ecs_v1alpha1_ecstask.yaml",
+            "ecs_v1alpha1_ecstaskschedule.yaml",
         ]
         .map(|f| std::fs::read_to_string(root().join("config/samples").join(f)).expect("sample"))
         .join("\n---\n"),
@@ -309,6 +310,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
             "ecsservice.ecs.operator.dev/web",
             "ecstask.ecs.operator.dev/migrate",
             "ecstaskdefinition.ecs.operator.dev/web",
+            "ecstaskschedule.ecs.operator.dev/nightly-report",
         ]
     );
 

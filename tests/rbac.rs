@@ -19,7 +19,13 @@ use serde_json::{Value, json};
 /// Every (API group, resource) the operator may touch, with the verbs it needs.
 fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
     let mut allowed = BTreeMap::new();
-    for kind in ["ecsclusters", "ecstaskdefinitions", "ecsservices", "ecstasks"] {
+    for kind in [
+        "ecsclusters",
+        "ecstaskdefinitions",
+        "ecsservices",
+        "ecstasks",
+        "ecstaskschedules",
+    ] {
         allowed.insert(
             ("ecs.operator.dev", kind.to_string()),
             BTreeSet::from(["get", "list", "watch", "patch", "update"]),

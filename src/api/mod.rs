@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod ecs_types;
+pub mod schedule;
 pub mod service;
 mod shared;
 pub mod task;
@@ -15,6 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use cluster::{EcsCluster, EcsClusterSpec, EcsClusterStatus};
+pub use schedule::{EcsTaskSchedule, EcsTaskScheduleSpec, EcsTaskScheduleStatus};
 pub use service::{EcsService, EcsServiceSpec, EcsServiceStatus};
 pub use shared::{CommonStatus, DeletionPolicy, LocalObjectReference, ManagementOptions, ManagementPolicy};
 pub use task::{EcsTask, EcsTaskSpec, EcsTaskStatus};
@@ -30,6 +32,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         EcsTaskDefinition::crd(),
         EcsService::crd(),
         EcsTask::crd(),
+        EcsTaskSchedule::crd(),
     ]
 }
 

@@ -39,6 +39,8 @@ pub struct EcsClients {
 #[derive(Clone)]
 pub struct Ecs {
     client: aws_sdk_ecs::Client,
+    /// EventBridge Scheduler, for EcsTaskSchedule: same identity, region and call path.
+    scheduler: aws_sdk_scheduler::Client,
     limiter: Arc<RateLimiter>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -46,8 +48,13 @@ pub struct Ecs {
 impl Ecs {
     /// A client without rate limiting or metrics (unit tests with scripted responses).
     pub fn unlimited(client: aws_sdk_ecs::Client) -> Self {
+        let scheduler = aws_sdk_scheduler::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(client.config().region().cloned())
+            .build();
         Self {
             client,
+            scheduler: aws_sdk_scheduler::Client::from_conf(scheduler),
             limiter: Arc::new(RateLimiter::new(&RateLimits::off())),
             metrics: None,
         }
@@ -64,11 +71,28 @@ impl Ecs {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        self.permit(operation).await;
+        send(&self.client).await.map_err(|e| EcsError::new(operation, e))
+    }
+
+    /// One EventBridge Scheduler call, the same way as [`Ecs::call`] (its operations have
+    /// no ECS rate-limit category, so the permit is immediate).
+    pub async fn scheduler_call<T, E, R, F, Fut>(&self, operation: &'static str, send: F) -> Result<T, EcsError>
+    where
+        F: FnOnce(&aws_sdk_scheduler::Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        self.permit(operation).await;
+        send(&self.scheduler).await.map_err(|e| EcsError::new(operation, e))
+    }
+
+    async fn permit(&self, operation: &'static str) {
         let waited = self.limiter.acquire(operation).await;
         if let Some(metrics) = &self.metrics {
             metrics.rate_limited(operation, waited);
         }
-        send(&self.client).await.map_err(|e| EcsError::new(operation, e))
     }
 }
 
@@ -143,6 +167,9 @@ impl EcsClients {
         let mut config = aws_sdk_ecs::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
             .interceptor(CountCalls(self.metrics.clone()));
+        let mut scheduler = aws_sdk_scheduler::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .interceptor(CountCalls(self.metrics.clone()));
         if let Some(role) = role {
             // NB: the provider caches the session and refreshes it before it expires.
             let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
@@ -151,9 +178,12 @@ impl EcsClients {
                 .configure(&self.base)
                 .build()
                 .await;
-            config = config.credentials_provider(assumed);
+            let assumed = aws_sdk_ecs::config::SharedCredentialsProvider::new(assumed);
+            config = config.credentials_provider(assumed.clone());
+            scheduler = scheduler.credentials_provider(assumed);
         }
         let ecs = Ecs {
+            scheduler: aws_sdk_scheduler::Client::from_conf(scheduler.build()),
             client: aws_sdk_ecs::Client::from_conf(config.build()),
             limiter: Arc::new(RateLimiter::new(&self.limits)),
             metrics: Some(self.metrics.clone()),

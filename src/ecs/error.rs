@@ -306,6 +306,12 @@ pub const TABLE: &[Rule] = &[
         "the Service Connect namespace does not exist",
     ),
     rule("MissingVersionException", "", Terminal, "the request is wrong"),
+    rule(
+        "ValidationException",
+        "",
+        Terminal,
+        "EventBridge Scheduler: the schedule is wrong (an expression, a date, a role)",
+    ),
     rule("InvalidClientTokenId", "", Terminal, "the credentials are not valid"),
     rule(
         "UnrecognizedClientException",

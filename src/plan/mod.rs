@@ -5,6 +5,7 @@
 //! Each ECS rule a planner applies sits beside the line that applies it, citing the API.
 
 pub mod cluster;
+pub mod schedule;
 pub mod service;
 pub mod task;
 pub mod task_definition;

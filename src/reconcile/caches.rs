@@ -9,7 +9,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use tokio::sync::watch;
 
 use super::Managed;
-use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition};
+use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule};
 
 /// How many objects a slow subscriber may lag behind its watch before the watch waits.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -63,6 +63,8 @@ pub struct Caches {
     pub services: Cache<EcsService>,
     /// EcsTasks.
     pub tasks: Cache<EcsTask>,
+    /// EcsTaskSchedules.
+    pub schedules: Cache<EcsTaskSchedule>,
     synced: (watch::Sender<bool>, watch::Receiver<bool>),
 }
 
@@ -80,6 +82,7 @@ impl Caches {
             task_definitions: Cache::new(n),
             services: Cache::new(n),
             tasks: Cache::new(n),
+            schedules: Cache::new(n),
             synced: watch::channel(false),
         }
     }

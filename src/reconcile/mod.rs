@@ -12,6 +12,7 @@ mod labels;
 pub mod observations;
 pub mod references;
 mod retries;
+pub mod schedule;
 pub mod service;
 pub mod task;
 pub mod task_definition;
@@ -36,7 +37,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::api::{CommonStatus, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, ManagementOptions};
+use crate::api::{
+    CommonStatus, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule, ManagementOptions,
+};
 pub use crate::plan::State;
 
 use crate::backoff::Backoff;
@@ -105,10 +108,16 @@ impl Context {
         let events = EventPublisher::new(client.clone(), FIELD_MANAGER, &instance);
         let slots = match settings.concurrency {
             0 => HashMap::new(),
-            n => ["EcsCluster", "EcsTaskDefinition", "EcsService", "EcsTask"]
-                .into_iter()
-                .map(|kind| (kind.to_string(), Arc::new(Semaphore::new(usize::from(n)))))
-                .collect(),
+            n => [
+                "EcsCluster",
+                "EcsTaskDefinition",
+                "EcsService",
+                "EcsTask",
+                "EcsTaskSchedule",
+            ]
+            .into_iter()
+            .map(|kind| (kind.to_string(), Arc::new(Semaphore::new(usize::from(n)))))
+            .collect(),
         };
         let caches = Caches::new(&settings.namespaces);
         Self {
@@ -144,6 +153,8 @@ pub struct Observed {
     pub task_definitions: Observations<task_definition::StillActive>,
     /// DescribeTasks: the object's tasks ECS still knows.
     pub tasks: Observations<Vec<aws_sdk_ecs::types::Task>>,
+    /// EcsTaskSchedule has no batched read (EventBridge Scheduler has none).
+    pub schedules: Observations<()>,
 }
 
 /// Why a reconcile did not finish.
@@ -350,15 +361,16 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let mut cluster_writers = ctx.caches.clusters.take_writers();
     let mut service_writers = ctx.caches.services.take_writers();
     let mut task_writers = ctx.caches.tasks.take_writers();
+    let mut schedule_writers = ctx.caches.schedules.take_writers();
     for (i, scope) in ctx.caches.scopes.clone().iter().enumerate() {
-        let [td_own, td_refs, td_task_refs] = watch(
+        let [td_own, td_refs, td_task_refs, td_schedule_refs] = watch(
             api::<EcsTaskDefinition>(&watches, scope),
             &config,
             task_definition_writers.remove(0),
             &mut tasks,
             &mut synced,
         );
-        let [cluster_own, cluster_refs, cluster_task_refs] = watch(
+        let [cluster_own, cluster_refs, cluster_task_refs, cluster_schedule_refs] = watch(
             api::<EcsCluster>(&watches, scope),
             &config,
             cluster_writers.remove(0),
@@ -379,6 +391,13 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             &mut tasks,
             &mut synced,
         );
+        let [schedule_own] = watch(
+            api::<EcsTaskSchedule>(&watches, scope),
+            &config,
+            schedule_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
         let task_definitions = controller(td_own, ctx.caches.task_definitions.store(i), &selector);
         let clusters = controller(cluster_own, ctx.caches.clusters.store(i), &selector);
         let services = service::controller(
@@ -395,8 +414,15 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             td_task_refs,
             selector.clone(),
         );
+        let schedules = schedule::controller(
+            controller(schedule_own, ctx.caches.schedules.store(i), &selector),
+            cluster_schedule_refs,
+            td_schedule_refs,
+            selector.clone(),
+        );
         tasks.push(drive(services, ctx.clone()).boxed());
         tasks.push(drive(ecs_tasks, ctx.clone()).boxed());
+        tasks.push(drive(schedules, ctx.clone()).boxed());
     }
     let caches = ctx.clone();
     tokio::spawn(async move {

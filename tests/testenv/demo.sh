@@ -61,23 +61,23 @@ sg = ec2.create_security_group(GroupName="ecs-demo", Description="ecs-operator d
 print(subnet, sg)
 PY
 )
-echo "== applying config/samples: an EcsCluster, an EcsTaskDefinition, an EcsService and an EcsTask (subnet $subnet, security group $sg)"
+echo "== applying config/samples: an EcsCluster, an EcsTaskDefinition, an EcsService, an EcsTask and an EcsTaskSchedule (subnet $subnet, security group $sg)"
 kubectl kustomize config/samples \
   | sed -e "s/subnet-0123456789abcdef0/$subnet/" -e "/subnet-0fedcba9876543210/d" -e "s/sg-0123456789abcdef0/$sg/" \
   | kubectl apply -n "$ns" --server-side -f -
 
-echo "== waiting for all four to be Ready (the EcsTask once its migration completed)"
+echo "== waiting for all five to be Ready (the EcsTask once its migration completed)"
 ready=""
 for _ in $(seq 1 120); do
   operator_alive || fail "the operator exited"
   stalled=$(kubectl get ecs -n "$ns" -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Stalled")]}{.status}{"\n"}{end}{end}' | grep -c True || true)
   [ "$stalled" = "0" ] || fail "an object is Stalled"
-  if kubectl wait -n "$ns" --for=condition=Ready --timeout=1s ecscluster/demo ecstaskdefinition/web ecsservice/web ecstask/migrate >/dev/null 2>&1; then
+  if kubectl wait -n "$ns" --for=condition=Ready --timeout=1s ecscluster/demo ecstaskdefinition/web ecsservice/web ecstask/migrate ecstaskschedule/nightly-report >/dev/null 2>&1; then
     ready=yes
     break
   fi
 done
-[ -n "$ready" ] || fail "not all four were Ready within two minutes"
+[ -n "$ready" ] || fail "not all five were Ready within two minutes"
 
 echo; echo "== kubectl get ecs -o wide"
 kubectl get ecs -n "$ns" -o wide
@@ -97,6 +97,10 @@ s = ecs.describe_services(cluster="demo", services=["web"])["services"][0]
 print(f"service {s['serviceName']}: {s['status']}, {s['runningCount']}/{s['desiredCount']} running, task definition {s['taskDefinition']}")
 for d in s["deployments"]:
     print(f"  deployment {d['id']}: {d['status']} {d.get('rolloutState')} {d['taskDefinition']}")
+sched = boto3.client("scheduler", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
+sc = sched.get_schedule(Name="nightly-report")
+print(f"schedule {sc['Name']}: {sc['State']}, {sc['ScheduleExpression']} {sc['ScheduleExpressionTimezone']}, "
+      f"runs {sc['Target']['EcsParameters']['TaskDefinitionArn']}")
 for arn in ecs.list_tasks(cluster="demo", desiredStatus="STOPPED")["taskArns"]:
     t = ecs.describe_tasks(cluster="demo", tasks=[arn])["tasks"][0]
     exits = ", ".join(f"{c['name']} exit {c.get('exitCode')}" for c in t["containers"])

@@ -4,7 +4,8 @@ for tests.
 
 - strict_ecs.py makes moto reject, rewrite and take time as ECS does (its rules cite the
   API reference); strict_tasks.py does the same for standalone tasks (RunTask,
-  DescribeTasks, StopTask); on for every test and the demo.
+  DescribeTasks, StopTask) and strict_scheduler.py for EventBridge Scheduler's schedule
+  expressions; on for every test and the demo.
 - CallCounter counts the ECS API calls (and EventBridge Scheduler's schedule calls) each
   client makes, by operation: the tests measure
   "zero writes at idle" and "one RegisterTaskDefinition per change" at the endpoint itself.
@@ -29,6 +30,7 @@ from werkzeug.serving import run_simple
 
 # NB: not named moto_*: moto reads an error class's module name to find its service.
 import strict_ecs
+import strict_scheduler
 import strict_tasks
 
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
@@ -129,6 +131,7 @@ def main():
     args = parser.parse_args()
     strict_ecs.apply()
     strict_tasks.apply()
+    strict_scheduler.apply()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", args.port, CallCounter(app), threaded=True,
                request_handler=MotoRequestHandler)
