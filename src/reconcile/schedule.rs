@@ -218,22 +218,29 @@ async fn get_schedule(ecs: &Ecs, obj: &EcsTaskSchedule) -> Result<Option<GetSche
         .found()?)
 }
 
+/// Sets every member of a schedule on a CreateSchedule or UpdateSchedule builder (two SDK
+/// types with the same setters).
+macro_rules! schedule_members {
+    ($builder:expr, $obj:expr, $wanted:expr) => {
+        $builder
+            .name($obj.schedule_name())
+            .group_name($obj.group_name())
+            .schedule_expression(&$wanted.schedule_expression)
+            .set_schedule_expression_timezone($wanted.schedule_expression_timezone.clone())
+            .flexible_time_window($wanted.flexible_time_window.clone())
+            .set_start_date($wanted.start_date)
+            .set_end_date($wanted.end_date)
+            .state($wanted.state.clone())
+            .set_description($wanted.description.clone())
+            .target($wanted.target.clone())
+    };
+}
+
 /// CreateSchedule; the schedule's ARN.
 async fn create_schedule(ecs: &Ecs, obj: &EcsTaskSchedule, wanted: &Wanted) -> Result<String, Error> {
     let out = ecs
         .scheduler_call("CreateSchedule", |c| {
-            c.create_schedule()
-                .name(obj.schedule_name())
-                .group_name(obj.group_name())
-                .schedule_expression(&wanted.schedule_expression)
-                .set_schedule_expression_timezone(wanted.schedule_expression_timezone.clone())
-                .flexible_time_window(wanted.flexible_time_window.clone())
-                .set_start_date(wanted.start_date)
-                .set_end_date(wanted.end_date)
-                .state(wanted.state.clone())
-                .set_description(wanted.description.clone())
-                .target(wanted.target.clone())
-                .send()
+            schedule_members!(c.create_schedule(), obj, wanted).send()
         })
         .await?;
     Ok(out.schedule_arn().to_string())
@@ -243,18 +250,7 @@ async fn create_schedule(ecs: &Ecs, obj: &EcsTaskSchedule, wanted: &Wanted) -> R
 async fn update_schedule(ecs: &Ecs, obj: &EcsTaskSchedule, wanted: &Wanted) -> Result<String, Error> {
     let out = ecs
         .scheduler_call("UpdateSchedule", |c| {
-            c.update_schedule()
-                .name(obj.schedule_name())
-                .group_name(obj.group_name())
-                .schedule_expression(&wanted.schedule_expression)
-                .set_schedule_expression_timezone(wanted.schedule_expression_timezone.clone())
-                .flexible_time_window(wanted.flexible_time_window.clone())
-                .set_start_date(wanted.start_date)
-                .set_end_date(wanted.end_date)
-                .state(wanted.state.clone())
-                .set_description(wanted.description.clone())
-                .target(wanted.target.clone())
-                .send()
+            schedule_members!(c.update_schedule(), obj, wanted).send()
         })
         .await?;
     Ok(out.schedule_arn().to_string())
