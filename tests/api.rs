@@ -328,5 +328,11 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
     let out = kubectl(&["explain", "ecstask.spec.activeDeadlineSeconds"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("StopTask"), "{text}");
+    let out = kubectl(&["explain", "ecstaskschedule.spec.roleArn"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("EventBridge Scheduler assumes"),
+        "{text}"
+    );
     delete_namespace(&client, &ns).await;
 }

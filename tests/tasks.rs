@@ -1,8 +1,9 @@
 //! EcsTask, a run of ECS tasks to completion: a migration that succeeds (Complete, exit
 //! codes in status) and is deleted after its time to live; one that fails on an exit code,
 //! one whose image cannot be pulled and one ECS cannot place (Failed, with ECS's words); a
-//! deadline that stops a task; an operator killed between RunTask and its status write that starts no second
-//! task; running tasks read together and finished ones not at all.
+//! deadline that stops a task; an operator killed between RunTask and its status write that
+//! starts no second task; running tasks read together and finished ones not at all;
+//! deleting a running run stops its tasks unless it retains them.
 
 mod common;
 
@@ -278,4 +279,37 @@ async fn running_tasks_are_read_together() {
         .max()
         .unwrap_or(0);
     assert_eq!(widest, 3, "one DescribeTasks read all three running tasks");
+}
+
+#[tokio::test]
+async fn deleting_a_running_run_stops_its_tasks_unless_retained() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "task-delete").await;
+    let _operator = Operator::start(&ns);
+    let subnets = migration_bed(&client, &ns).await;
+    let tasks: Api<EcsTask> = Api::namespaced(client.clone(), &ns);
+    let running = |name: &'static str| {
+        let tasks = tasks.clone();
+        async move {
+            wait_condition(&tasks, name, "Reconciling", "True", Some("Running"), 30).await;
+        }
+    };
+    apply_json(&tasks, &migration("stopped", &subnets, 0, 600.0, json!({}))).await;
+    apply_json(
+        &tasks,
+        &migration("kept", &subnets, 0, 600.0, json!({"deletionPolicy": "Retain"})),
+    )
+    .await;
+    running("stopped").await;
+    running("kept").await;
+    for name in ["stopped", "kept"] {
+        tasks.delete(name, &Default::default()).await.expect("delete");
+        gone(&tasks, name, 30).await;
+    }
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "StopTask"),
+        1,
+        "only the task whose object had deletionPolicy Delete"
+    );
+    event(&client, &ns, "kept", "Retained", "").await;
 }
