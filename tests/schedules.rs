@@ -2,7 +2,7 @@
 //! task the spec describes, changed with one UpdateSchedule, a new task definition revision
 //! scheduled at once, nothing written at resyncs, a change made behind the operator's back
 //! put back, disabled, an expression the service rejects Stalled with its words, and
-//! deleted.
+//! deleted; a schedule made elsewhere NotOwned until adopted.
 
 mod common;
 
@@ -257,4 +257,78 @@ async fn an_expression_the_service_rejects_is_stalled_with_its_words() {
         1,
         "not retried for the same spec"
     );
+}
+
+#[tokio::test]
+async fn a_schedule_made_elsewhere_is_not_touched_until_adopted() {
+    use aws_sdk_scheduler::types::{EcsParameters, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+    let client = admin_client().await;
+    let ns = namespace(&client, "schedule-adopt").await;
+    let _operator = Operator::start(&ns);
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let tds: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), &ns);
+    apply_json(
+        &clusters,
+        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+    )
+    .await;
+    let td = json!({"family": format!("{ns}-report"), "containerDefinitions": [{"name": "app", "image": "report:1", "memory": 128}]});
+    apply_json(&tds, &object("EcsTaskDefinition", "report", td)).await;
+    let cluster_arn = ready(&clusters, "main", 30)
+        .await
+        .status
+        .and_then(|s| s.cluster_arn)
+        .expect("cluster");
+    let td_arn = ready(&tds, "report", 30)
+        .await
+        .status
+        .and_then(|s| s.task_definition_arn)
+        .expect("revision");
+    // Someone made a schedule of that name by hand.
+    scheduler_client()
+        .create_schedule()
+        .name(format!("{ns}-nightly"))
+        .schedule_expression("rate(1 day)")
+        .flexible_time_window(
+            FlexibleTimeWindow::builder()
+                .mode(FlexibleTimeWindowMode::Off)
+                .build()
+                .expect("window"),
+        )
+        .target(
+            Target::builder()
+                .arn(cluster_arn)
+                .role_arn(ROLE)
+                .ecs_parameters(
+                    EcsParameters::builder()
+                        .task_definition_arn(td_arn)
+                        .build()
+                        .expect("ecs"),
+                )
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("CreateSchedule by hand");
+
+    apply_json(&schedules, &nightly(&ns, &[], json!({}))).await;
+    let (reason, message) = wait_condition(&schedules, "nightly", "Stalled", "True", None, 30).await;
+    assert_eq!(reason, "NotOwned");
+    assert!(message.contains("spec.adopt"), "{message}");
+    let written = ["CreateSchedule", "UpdateSchedule", "DeleteSchedule"].map(|op| calls_of(&ecs_calls(&ns), op));
+    assert_eq!(written, [0, 0, 0], "not touched");
+
+    apply_json(&schedules, &nightly(&ns, &[], json!({"adopt": true}))).await;
+    wait_condition(&schedules, "nightly", "Ready", "True", None, 30).await;
+    event(&client, &ns, "nightly", "Adopted", "").await;
+    let adopted = scheduler_client()
+        .get_schedule()
+        .name(format!("{ns}-nightly"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(adopted.schedule_expression(), Some("cron(0 3 * * ? *)"));
+    assert_eq!(calls_of(&ecs_calls(&ns), "UpdateSchedule"), 1);
 }
