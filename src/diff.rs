@@ -18,13 +18,15 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::api::{EcsCluster, EcsService, EcsTaskDefinition, GROUP};
+use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule, GROUP};
 use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::limits::RateLimits;
 use crate::plan::Write;
 use crate::plan::service::Desired;
+use crate::plan::task as task_planner;
 use crate::plan::task_definition as td_planner;
-use crate::reconcile::{Error, cluster, service};
+use crate::reconcile::references::Refers;
+use crate::reconcile::{Error, cluster, schedule, service};
 use crate::telemetry::Metrics;
 
 /// How `diff` prints.
@@ -39,7 +41,7 @@ pub enum Format {
 /// What applying one object would do.
 #[derive(Debug, Serialize)]
 pub struct ObjectDiff {
-    /// EcsCluster, EcsTaskDefinition or EcsService.
+    /// EcsCluster, EcsTaskDefinition, EcsService, EcsTask or EcsTaskSchedule.
     pub kind: &'static str,
     /// Its namespace.
     pub namespace: String,
@@ -64,6 +66,8 @@ struct Manifests {
     clusters: Vec<EcsCluster>,
     task_definitions: Vec<EcsTaskDefinition>,
     services: Vec<EcsService>,
+    tasks: Vec<EcsTask>,
+    schedules: Vec<EcsTaskSchedule>,
 }
 
 /// Runs `diff` over `paths` (files, directories of .yaml/.yml/.json, or `-` for stdin);
@@ -166,22 +170,9 @@ impl Differ {
             let (obj, previous) = self.as_applied(obj).await?;
             let obj = &obj;
             let ecs = self.ecs(obj.spec.options.region.as_deref()).await?;
-            let namespace = obj.namespace().unwrap_or_default();
-            let cluster = match (&obj.spec.cluster_ref, &obj.spec.service.cluster) {
-                (Some(r), _) => self.reference::<EcsCluster>(&clusters, &namespace, &r.name).await?,
-                (None, Some(c)) => Ok(c.clone()),
-                (None, None) => Ok("default".to_string()),
-            };
-            let task_definition = match (&obj.spec.task_definition_ref, &obj.spec.service.task_definition) {
-                (Some(r), _) => self
-                    .reference::<EcsTaskDefinition>(&task_definitions, &namespace, &r.name)
-                    .await?
-                    .map(Some),
-                (None, td) => Ok(td.clone()),
-            };
-            let (cluster, task_definition) = match (cluster, task_definition) {
-                (Ok(c), Ok(t)) => (c, t),
-                (Err(missing), _) | (_, Err(missing)) => {
+            let (cluster, task_definition) = match self.targets(obj, &clusters, &task_definitions).await? {
+                Ok(target) => target,
+                Err(missing) => {
                     diffs.push(ObjectDiff {
                         stall: Some(missing),
                         ..ObjectDiff::of(obj, "EcsService")
@@ -197,7 +188,74 @@ impl Differ {
                 obj.preview(&desired, observed.as_ref(), &previous),
             ));
         }
+        for obj in &manifests.tasks {
+            let (obj, previous) = self.as_applied(obj).await?;
+            let obj = &obj;
+            let (cluster, task_definition) = match self.targets(obj, &clusters, &task_definitions).await? {
+                Ok((cluster, Some(task_definition))) => (cluster, task_definition),
+                Ok((_, None)) => continue,
+                Err(missing) => {
+                    diffs.push(ObjectDiff {
+                        stall: Some(missing),
+                        ..ObjectDiff::of(obj, "EcsTask")
+                    });
+                    continue;
+                }
+            };
+            let desired = task_planner::Desired::new(obj, cluster, task_definition);
+            let plan = task_planner::plan(&desired, &previous, k8s_openapi::jiff::Timestamp::now());
+            diffs.push(outcome(obj, "EcsTask", Ok(task_planner::writes(&plan, &desired))));
+        }
+        for obj in &manifests.schedules {
+            let (obj, _) = self.as_applied(obj).await?;
+            let obj = &obj;
+            let ecs = self.ecs(obj.spec.region.as_deref()).await?;
+            let (cluster, task_definition) = match self.targets(obj, &clusters, &task_definitions).await? {
+                Ok((cluster, Some(task_definition))) => (cluster, task_definition),
+                Ok((_, None)) => continue,
+                Err(missing) => {
+                    diffs.push(ObjectDiff {
+                        stall: Some(missing),
+                        ..ObjectDiff::of(obj, "EcsTaskSchedule")
+                    });
+                    continue;
+                }
+            };
+            let reported = schedule::get_schedule(&ecs, obj).await?;
+            let preview = obj
+                .wanted(&cluster, &task_definition)
+                .and_then(|wanted| obj.preview(&wanted, reported.as_ref()))
+                .map(|(plan, _)| obj.writes(&plan));
+            diffs.push(outcome(obj, "EcsTaskSchedule", preview));
+        }
         Ok(diffs)
+    }
+
+    /// What a service's, task's or schedule's cluster and task definition resolve to; Err
+    /// when a reference cannot be resolved (the object would wait for it).
+    async fn targets<K: Refers>(
+        &self,
+        obj: &K,
+        clusters: &Resolved,
+        task_definitions: &Resolved,
+    ) -> Result<Result<(String, Option<String>), String>, kube::Error> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let cluster = match (obj.cluster_ref(), obj.cluster()) {
+            (Some(name), _) => self.reference::<EcsCluster>(clusters, &namespace, name).await?,
+            (None, Some(c)) => Ok(c.to_string()),
+            (None, None) => Ok("default".to_string()),
+        };
+        let task_definition = match (obj.task_definition_ref(), obj.task_definition()) {
+            (Some(name), _) => self
+                .reference::<EcsTaskDefinition>(task_definitions, &namespace, name)
+                .await?
+                .map(Some),
+            (None, td) => Ok(td.map(str::to_owned)),
+        };
+        Ok(match (cluster, task_definition) {
+            (Ok(c), Ok(t)) => Ok((c, t)),
+            (Err(missing), _) | (_, Err(missing)) => Err(missing),
+        })
     }
 
     /// The ECS client of a region (the object's, else the default).
@@ -307,7 +365,7 @@ fn outcome<K: ResourceExt>(obj: &K, kind: &'static str, preview: Result<Vec<Writ
 }
 
 /// Reads every manifest under `paths`: this API's kinds, in the order they are applied
-/// (clusters, task definitions, services); other kinds are skipped.
+/// (clusters, task definitions, then what uses them); other kinds are skipped.
 fn read_manifests(paths: &[PathBuf], namespace: &str) -> Result<Manifests, Box<dyn std::error::Error>> {
     let mut manifests = Manifests::default();
     for (source, text) in sources(paths)? {
@@ -347,6 +405,8 @@ impl Manifests {
                 .task_definitions
                 .push(serde_json::from_value(value).map_err(invalid)?),
             "EcsService" => self.services.push(serde_json::from_value(value).map_err(invalid)?),
+            "EcsTask" => self.tasks.push(serde_json::from_value(value).map_err(invalid)?),
+            "EcsTaskSchedule" => self.schedules.push(serde_json::from_value(value).map_err(invalid)?),
             _ => {}
         }
         Ok(())

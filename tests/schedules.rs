@@ -1,5 +1,5 @@
 //! EcsTaskSchedule, ECS tasks on a schedule through EventBridge Scheduler: created with the
-//! task the spec describes, changed with one UpdateSchedule, a new task definition revision
+//! task the spec describes, `diff` predicting a change, changed with one UpdateSchedule, a new task definition revision
 //! scheduled at once, nothing written at resyncs, a change made behind the operator's back
 //! put back, disabled, an expression the service rejects Stalled with its words, and
 //! deleted; a schedule made elsewhere NotOwned until adopted.
@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    Operator, admin_client, apply_json, calls_of, ecs_calls, event, gone, more_calls, namespace, object, ready,
+    Operator, admin_client, apply_json, calls_of, cli, ecs_calls, event, gone, more_calls, namespace, object, ready,
     test_bed, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsTaskDefinition, EcsTaskSchedule};
@@ -136,12 +136,33 @@ async fn a_schedule_is_created_changed_once_disabled_and_deleted() {
         "nothing written at resyncs"
     );
 
+    // `diff` predicts the change, and writes nothing.
+    let changed = nightly(&ns, &subnets, json!({"scheduleExpression": "rate(6 hours)"}));
+    let differ = format!("{ns}-diff");
+    let diff = |manifest: &Value| cli(&["diff", "-f", "-", "-n", &ns], &differ, Some(&manifest.to_string()));
+    let (code, out, err) = diff(&nightly(&ns, &subnets, json!({})));
+    assert_eq!((code, out.as_str()), (0, ""), "in sync: {err}");
+    let (code, out, err) = diff(&changed);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "EcsTaskSchedule {ns}/nightly: UpdateSchedule default/{ns}-nightly (changed: scheduleExpression)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"scheduleExpression: "cron(0 3 * * ? *)" -> "rate(6 hours)""#),
+        "{out}"
+    );
+    let diff_calls = ecs_calls(&differ);
+    assert_eq!(
+        diff_calls.keys().collect::<Vec<_>>(),
+        ["GetSchedule"],
+        "diff only reads: {diff_calls:?}"
+    );
+
     // A change of the expression: one UpdateSchedule.
-    apply_json(
-        &schedules,
-        &nightly(&ns, &subnets, json!({"scheduleExpression": "rate(6 hours)"})),
-    )
-    .await;
+    apply_json(&schedules, &changed).await;
     wait_for("the new expression in EventBridge Scheduler", 30, || async {
         (get().await.schedule_expression() == Some("rate(6 hours)")).then_some(())
     })

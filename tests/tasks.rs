@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    Operator, admin_client, apply_json, argo_health, calls_of, ecs_calls, ecs_client, ecs_requests, endpoint_control,
-    event, gone, more_calls, namespace, object, ready, wait_condition, wait_for,
+    Operator, admin_client, apply_json, argo_health, calls_of, cli, ecs_calls, ecs_client, ecs_requests,
+    endpoint_control, event, gone, more_calls, namespace, object, ready, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsTask, EcsTaskDefinition};
 use kube::api::Api;
@@ -94,6 +94,24 @@ async fn a_migration_completes_with_its_exit_codes_and_is_deleted_after_its_ttl(
         calls_of(&ecs_calls(&ns), "DescribeTasks"),
         described,
         "a finished run costs nothing"
+    );
+
+    // `diff`: the run is done for this spec; a changed spec is a new generation, which runs.
+    let differ = format!("{ns}-diff");
+    let diff = |manifest: &Value| cli(&["diff", "-f", "-", "-n", &ns], &differ, Some(&manifest.to_string()));
+    let (code, out, err) = diff(&migration("migrate", &subnets, 0, 1.0, json!({})));
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let (code, out, err) = diff(&migration(
+        "migrate",
+        &subnets,
+        0,
+        1.0,
+        json!({"ttlSecondsAfterFinished": 1}),
+    ));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("EcsTask {ns}/migrate: RunTask")) && out.contains("for generation 2"),
+        "{out}"
     );
 
     // A time to live set afterwards counts from the end of the run: the object goes.

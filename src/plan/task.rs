@@ -18,7 +18,7 @@ use aws_sdk_ecs::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_ecs::types::Task;
 use k8s_openapi::jiff::Timestamp;
 
-use super::State;
+use super::{State, Write};
 use crate::api::ecs_types::RunTaskInput;
 use crate::api::task::{ContainerSummary, TaskSummary};
 use crate::api::{EcsTask, EcsTaskStatus};
@@ -100,6 +100,27 @@ pub fn plan(desired: &Desired, status: &EcsTaskStatus, now: Timestamp) -> Plan {
         return Plan::StopForDeadline(running);
     }
     Plan::Follow
+}
+
+/// The ECS writes `plan` makes, for `diff`.
+pub fn writes(plan: &Plan, desired: &Desired) -> Vec<Write> {
+    match plan {
+        Plan::Run(input) => vec![Write::new(
+            "RunTask",
+            desired.cluster.clone(),
+            format!(
+                "{} task(s) of {} for generation {}",
+                input.count.unwrap_or(1),
+                desired.task_definition,
+                desired.generation.unwrap_or(1)
+            ),
+        )],
+        Plan::StopForDeadline(arns) => arns
+            .iter()
+            .map(|arn| Write::new("StopTask", arn.clone(), "activeDeadlineSeconds exceeded"))
+            .collect(),
+        Plan::Follow | Plan::Finished => vec![],
+    }
 }
 
 /// True once the run is over: every task STOPPED, or RunTask started none.

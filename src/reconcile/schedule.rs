@@ -64,6 +64,42 @@ impl EcsTaskSchedule {
     fn display_name(&self) -> String {
         format!("{}/{}", self.group_name(), self.schedule_name())
     }
+
+    /// The schedule this object asks for, its cluster and task definition resolved.
+    pub fn wanted(&self, cluster: &str, task_definition: &str) -> Result<Wanted, Error> {
+        planner::wanted(&self.spec, cluster, task_definition, &ownership::tags_for(self)).map_err(Error::Invalid)
+    }
+
+    /// What applying this object would do to the schedule GetSchedule `reported`, and the
+    /// Adopted note when it takes one over; Err when it may not touch it (NotOwned). `diff`
+    /// asks this, and [`Managed::apply`] does what it says.
+    pub fn preview(&self, wanted: &Wanted, reported: Option<&GetScheduleOutput>) -> Result<(Plan, Vec<Note>), Error> {
+        let observed = reported.and_then(planner::observed);
+        let mut notes = vec![];
+        if let Some(observed) = &observed {
+            let what = format!("schedule {}", self.display_name());
+            notes.extend(claim(self, &planner::task_tags(&observed.target), &what)?);
+        }
+        Ok((planner::plan(wanted, observed.as_ref()), notes))
+    }
+
+    /// The writes `plan` makes, for `diff`.
+    pub fn writes(&self, plan: &Plan) -> Vec<crate::plan::Write> {
+        planner::writes(plan, &self.display_name())
+    }
+}
+
+/// GetSchedule of `obj`'s schedule; None when there is none.
+pub async fn get_schedule(ecs: &Ecs, obj: &EcsTaskSchedule) -> Result<Option<GetScheduleOutput>, Error> {
+    Ok(ecs
+        .scheduler_call("GetSchedule", |c| {
+            c.get_schedule()
+                .name(obj.schedule_name())
+                .group_name(obj.group_name())
+                .send()
+        })
+        .await
+        .found()?)
 }
 
 impl Managed for EcsTaskSchedule {
@@ -116,21 +152,10 @@ impl Managed for EcsTaskSchedule {
         let task_definition = target
             .task_definition
             .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))?;
-        let wanted = planner::wanted(
-            &self.spec,
-            &target.cluster,
-            &task_definition,
-            &ownership::tags_for(self),
-        )
-        .map_err(Error::Invalid)?;
+        let wanted = self.wanted(&target.cluster, &task_definition)?;
         let reported = get_schedule(&ecs, self).await?;
-        let observed = reported.as_ref().and_then(planner::observed);
-        let mut events = vec![];
-        if let Some(observed) = &observed {
-            let what = format!("schedule {}", self.display_name());
-            events.extend(claim(self, &planner::task_tags(&observed.target), &what)?);
-        }
-        let arn = match planner::plan(&wanted, observed.as_ref()) {
+        let (plan, mut events) = self.preview(&wanted, reported.as_ref())?;
+        let arn = match plan {
             Plan::Create => {
                 let arn = create_schedule(&ecs, self, &wanted).await?;
                 events.push(Note::normal(
@@ -203,19 +228,6 @@ impl Managed for EcsTaskSchedule {
 /// The generation the last status was written for.
 fn previous_generation(status: &EcsTaskScheduleStatus) -> Option<i64> {
     status.common.observed_generation
-}
-
-/// GetSchedule; None when there is no such schedule.
-async fn get_schedule(ecs: &Ecs, obj: &EcsTaskSchedule) -> Result<Option<GetScheduleOutput>, Error> {
-    Ok(ecs
-        .scheduler_call("GetSchedule", |c| {
-            c.get_schedule()
-                .name(obj.schedule_name())
-                .group_name(obj.group_name())
-                .send()
-        })
-        .await
-        .found()?)
 }
 
 /// Sets every member of a schedule on a CreateSchedule or UpdateSchedule builder (two SDK
