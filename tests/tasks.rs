@@ -3,7 +3,8 @@
 //! one whose image cannot be pulled and one ECS cannot place (Failed, with ECS's words); a
 //! deadline that stops a task; an operator killed between RunTask and its status write that
 //! starts no second task; running tasks read together and finished ones not at all;
-//! deleting a running run stops its tasks unless it retains them.
+//! deleting a running run stops its tasks unless it retains them; a task ECS has forgotten
+//! fails the run.
 
 mod common;
 
@@ -96,36 +97,65 @@ async fn a_migration_completes_with_its_exit_codes_and_is_deleted_after_its_ttl(
         "a finished run costs nothing"
     );
 
-    // `diff`: the run is done for this spec; a changed spec is a new generation, which runs.
+    // `diff`: the run is done for this spec. A time to live is not a new run; a change of
+    // what runs is.
     let differ = format!("{ns}-diff");
     let diff = |manifest: &Value| cli(&["diff", "-f", "-", "-n", &ns], &differ, Some(&manifest.to_string()));
-    let (code, out, err) = diff(&migration("migrate", &subnets, 0, 1.0, json!({})));
-    assert_eq!((code, out.as_str()), (0, ""), "{err}");
-    let (code, out, err) = diff(&migration(
-        "migrate",
-        &subnets,
-        0,
-        1.0,
-        json!({"ttlSecondsAfterFinished": 1}),
-    ));
+    let with_ttl = migration("migrate", &subnets, 0, 1.0, json!({"ttlSecondsAfterFinished": 1}));
+    for unchanged in [migration("migrate", &subnets, 0, 1.0, json!({})), with_ttl.clone()] {
+        let (code, out, err) = diff(&unchanged);
+        assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    }
+    let (code, out, err) = diff(&migration("migrate", &subnets, 0, 2.0, json!({})));
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains(&format!("EcsTask {ns}/migrate: RunTask")) && out.contains("for generation 2"),
         "{out}"
     );
 
-    // A time to live set afterwards counts from the end of the run: the object goes.
-    apply_json(
-        &tasks,
-        &migration("migrate", &subnets, 0, 1.0, json!({"ttlSecondsAfterFinished": 1})),
-    )
-    .await;
+    // A time to live set afterwards counts from the end of the run, which is not run again:
+    // the object goes.
+    apply_json(&tasks, &with_ttl).await;
     gone(&tasks, "migrate", 60).await;
     assert_eq!(
         calls_of(&ecs_calls(&ns), "RunTask"),
-        2,
-        "the new generation ran once before its time to live"
+        1,
+        "a time to live is not a new run"
     );
+}
+
+#[tokio::test]
+async fn a_change_of_what_runs_stops_the_run_under_way_and_runs_once_more() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "task-rerun").await;
+    let _operator = Operator::start(&ns);
+    let subnets = migration_bed(&client, &ns).await;
+    let tasks: Api<EcsTask> = Api::namespaced(client.clone(), &ns);
+    apply_json(&tasks, &migration("batch", &subnets, 0, 600.0, json!({}))).await;
+    wait_condition(&tasks, "batch", "Reconciling", "True", Some("Running"), 30).await;
+    let first = tasks.get("batch").await.expect("get").status.expect("status").tasks[0]
+        .task_arn
+        .clone();
+    // A deadline is not a new run.
+    apply_json(
+        &tasks,
+        &migration("batch", &subnets, 0, 600.0, json!({"activeDeadlineSeconds": 3600})),
+    )
+    .await;
+    wait_condition(&tasks, "batch", "Reconciling", "True", Some("Running"), 30).await;
+    assert_eq!(calls_of(&ecs_calls(&ns), "RunTask"), 1);
+    // What runs changed: the first run is stopped, the new one runs to the end.
+    apply_json(
+        &tasks,
+        &migration("batch", &subnets, 0, 1.0, json!({"activeDeadlineSeconds": 3600})),
+    )
+    .await;
+    wait_condition(&tasks, "batch", "Complete", "True", None, 60).await;
+    assert_eq!(calls_of(&ecs_calls(&ns), "RunTask"), 2);
+    let stops = ecs_requests(&ns, "StopTask");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["task"], json!(first));
+    event(&client, &ns, "batch", "Stopped", "previous run").await;
 }
 
 #[tokio::test]
@@ -330,4 +360,53 @@ async fn deleting_a_running_run_stops_its_tasks_unless_retained() {
         "only the task whose object had deletionPolicy Delete"
     );
     event(&client, &ns, "kept", "Retained", "").await;
+}
+
+#[tokio::test]
+async fn a_task_ecs_has_forgotten_fails_the_run_instead_of_following_it_forever() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "task-forgotten").await;
+    let mut operator = Operator::start(&ns);
+    let subnets = migration_bed(&client, &ns).await;
+    let tasks: Api<EcsTask> = Api::namespaced(client.clone(), &ns);
+    let cluster = format!("{ns}-main");
+
+    apply_json(&tasks, &migration("migrate", &subnets, 0, 1.0, json!({}))).await;
+    wait_for("the run in status", 30, || async {
+        let status = tasks.get("migrate").await.ok()?.status?;
+        (!status.tasks.is_empty()).then_some(())
+    })
+    .await;
+    // The operator is away while the task ends, and longer than ECS keeps stopped tasks.
+    operator.pause();
+    wait_for("the task stopped", 30, || async {
+        let stopped = ecs_client()
+            .list_tasks()
+            .cluster(&cluster)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .ok()?;
+        (!stopped.task_arns().is_empty()).then_some(())
+    })
+    .await;
+    endpoint_control(
+        "/_ecs_operator/forget-stopped-tasks",
+        json!({"cluster": cluster, "region": common::test_bed().vars["AWS_REGION"]}),
+    );
+    operator.resume();
+
+    // Once ECS's eventual consistency cannot explain it (a minute after RunTask): Failed.
+    let (reason, message) = wait_condition(&tasks, "migrate", "Failed", "True", None, 120).await;
+    assert_eq!(reason, "TaskStopped");
+    assert!(message.contains("MISSING"), "{message}");
+    let described = calls_of(&ecs_calls(&ns), "DescribeTasks");
+    more_calls(&ns, "DescribeClusters", 2).await;
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "DescribeTasks"),
+        described,
+        "no longer followed"
+    );
+    tasks.delete("migrate", &Default::default()).await.expect("delete");
+    gone(&tasks, "migrate", 30).await;
 }

@@ -3,7 +3,7 @@
 //!
 //! The spec is RunTask's input plus references to an EcsCluster and an EcsTaskDefinition in
 //! the same namespace, and what a Job has: a deadline and a time to live once finished.
-//! Each generation of the spec runs once.
+//! What the spec runs runs once; a new generation that changes it runs again.
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -103,9 +103,12 @@ pub struct EcsTaskStatus {
     /// The region the tasks run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// The generation of the spec these tasks run for; a new generation runs again.
+    /// The latest generation of the spec this run answers: a generation that changes what runs (RunTask's members, the references) runs again; one that changes only the deadline, time to live or deletion policy keeps this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_generation: Option<i64>,
+    /// A digest of what this run runs (RunTask's members and the references), to tell which new generations run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_spec: Option<String>,
     /// The cluster they run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_arn: Option<String>,

@@ -218,6 +218,13 @@ pub const TABLE: &[Rule] = &[
         class: NotFound,
         why: "the revision to retire is already gone",
     },
+    Rule {
+        code: "InvalidParameterException",
+        message: "The referenced task was not found",
+        operation: "StopTask",
+        class: NotFound,
+        why: "a task ECS no longer knows is stopped already",
+    },
     // ECS reuses ClientException and InvalidParameterException for conditions that clear
     // up by themselves; these are retried, not Stalled.
     rule(

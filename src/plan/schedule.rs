@@ -7,8 +7,11 @@
 //! - Members are compared as EventBridge Scheduler reports them: its defaults (time zone
 //!   UTC, flexible window OFF, state ENABLED, retry policy 185 attempts over 86400 s, task
 //!   count 1) are not differences, nor is the order of subnets, security groups or tags.
+//! - A start date already past is left out: it changes nothing about when the schedule
+//!   runs, and EventBridge Scheduler refuses a StartDate "earlier than 5 minutes ago".
 //! - Schedules carry no tags of their own; the tasks a schedule starts do (EcsParameters
-//!   `tags`). The operator's ownership tags go there, which is how a schedule it created is
+//!   `tags`, each tag a `{"key": ..., "value": ...}` map, as CloudFormation, the CDK and
+//!   Terraform send them). The operator's ownership tags go there, which is how a schedule it created is
 //!   told from one it did not (see [`task_tags`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,13 +57,14 @@ pub enum Plan {
     InSync,
 }
 
-/// What `spec` asks for, its cluster and task definition resolved to ARNs, the tasks tagged
-/// with `ownership` (the operator's tags for the object).
+/// What `spec` asks for at `now`, its cluster and task definition resolved to ARNs, the
+/// tasks tagged with `ownership` (the operator's tags for the object).
 pub fn wanted(
     spec: &EcsTaskScheduleSpec,
     cluster_arn: &str,
     task_definition_arn: &str,
     ownership: &BTreeMap<String, String>,
+    now: DateTime,
 ) -> Result<Wanted, String> {
     let run = &spec.task.run;
     let flexible_time_window = match &spec.flexible_time_window {
@@ -93,7 +97,7 @@ pub fn wanted(
         schedule_expression: spec.schedule_expression.clone(),
         schedule_expression_timezone: spec.schedule_expression_timezone.clone(),
         flexible_time_window,
-        start_date: date(spec.start_date.as_deref())?,
+        start_date: date(spec.start_date.as_deref())?.filter(|d| d.secs() > now.secs()),
         end_date: date(spec.end_date.as_deref())?,
         state: ScheduleState::from(spec.state.as_str()),
         description: spec.description.clone(),
@@ -197,10 +201,14 @@ fn ecs_parameters(
         .set_reference_id(run.reference_id.clone())
         .set_enable_ecs_managed_tags(run.enable_ecs_managed_tags)
         .set_enable_execute_command(run.enable_execute_command)
-        // NB: EcsParameters' TagList is a list of maps; one tag per map.
-        .set_tags(Some(tags.into_iter().map(|(k, v)| HashMap::from([(k, v)])).collect()))
+        .set_tags(Some(tags.into_iter().map(|(k, v)| tag(k, v)).collect()))
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// One task tag as EcsParameters' TagList holds it.
+fn tag(key: String, value: String) -> HashMap<String, String> {
+    HashMap::from([("key".to_string(), key), ("value".to_string(), value)])
 }
 
 /// The wire name of a generated ECS enum (its serde name).
@@ -220,13 +228,13 @@ fn date(text: Option<&str>) -> Result<Option<DateTime>, String> {
     .transpose()
 }
 
-/// The schedule GetSchedule reported, in the shape of what the spec asks for.
-pub fn observed(out: &GetScheduleOutput) -> Option<Wanted> {
+/// The schedule GetSchedule reported at `now`, in the shape of what the spec asks for.
+pub fn observed(out: &GetScheduleOutput, now: DateTime) -> Option<Wanted> {
     Some(Wanted {
         schedule_expression: out.schedule_expression()?.to_string(),
         schedule_expression_timezone: out.schedule_expression_timezone().map(str::to_owned),
         flexible_time_window: out.flexible_time_window()?.clone(),
-        start_date: out.start_date().cloned(),
+        start_date: out.start_date().cloned().filter(|d| d.secs() > now.secs()),
         end_date: out.end_date().cloned(),
         state: out.state().cloned().unwrap_or(ScheduleState::Enabled),
         description: out.description().map(str::to_owned),
@@ -241,7 +249,11 @@ pub fn task_tags(target: &Target) -> BTreeMap<String, String> {
         .map(|p| p.tags())
         .unwrap_or_default()
         .iter()
-        .flat_map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .flat_map(|m| match m.get("key") {
+            Some(key) => vec![(key.clone(), m.get("value").cloned().unwrap_or_default())],
+            // NB: a schedule made elsewhere may hold `{"<key>": "<value>"}` maps.
+            None => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
         .collect()
 }
 
@@ -419,6 +431,10 @@ mod tests {
     }
 
     const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/main";
+
+    fn now() -> DateTime {
+        DateTime::from_secs(1_796_000_000)
+    }
     const REVISION: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/report:3";
 
     /// What GetSchedule answers for a schedule created from `wanted`: EventBridge
@@ -466,7 +482,7 @@ mod tests {
 
     #[test]
     fn a_schedule_as_the_service_reports_it_is_in_sync() {
-        let wanted = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours()).expect("wanted");
+        let wanted = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours(), now()).expect("wanted");
         assert_eq!(plan(&wanted, None), Plan::Create);
         assert_eq!(plan(&wanted, Some(&as_reported(&wanted))), Plan::InSync);
         assert_eq!(
@@ -479,8 +495,8 @@ mod tests {
 
     #[test]
     fn one_changed_member_is_one_update_naming_it() {
-        let before = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours()).expect("wanted");
-        let after = wanted(&spec("rate(6 hours)"), CLUSTER, REVISION, &ours()).expect("wanted");
+        let before = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours(), now()).expect("wanted");
+        let after = wanted(&spec("rate(6 hours)"), CLUSTER, REVISION, &ours(), now()).expect("wanted");
         let plan = plan(&after, Some(&as_reported(&before)));
         let Plan::Update(changes) = &plan else {
             panic!("{plan:?}")
@@ -501,13 +517,55 @@ mod tests {
 
     #[test]
     fn a_new_revision_changes_only_the_task_definition() {
-        let before = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours()).expect("wanted");
+        let before = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours(), now()).expect("wanted");
         let next = REVISION.replace(":3", ":4");
-        let after = wanted(&spec("rate(1 hour)"), CLUSTER, &next, &ours()).expect("wanted");
+        let after = wanted(&spec("rate(1 hour)"), CLUSTER, &next, &ours(), now()).expect("wanted");
         let Plan::Update(changes) = plan(&after, Some(&as_reported(&before))) else {
             panic!()
         };
         let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["target.ecsParameters.taskDefinitionArn"]);
+    }
+
+    #[test]
+    fn a_start_date_already_past_is_left_out_and_is_no_difference() {
+        let mut past = spec("rate(1 hour)");
+        past.start_date = Some("2026-01-01T00:00:00Z".into());
+        let asked = wanted(&past, CLUSTER, REVISION, &ours(), now()).expect("wanted");
+        assert_eq!(
+            asked.start_date, None,
+            "EventBridge Scheduler refuses a StartDate in the past"
+        );
+        let mut reported = as_reported(&asked);
+        reported.start_date = None;
+        assert_eq!(plan(&asked, Some(&reported)), Plan::InSync);
+        let mut future = spec("rate(1 hour)");
+        future.start_date = Some("2030-01-01T00:00:00Z".into());
+        let asked = wanted(&future, CLUSTER, REVISION, &ours(), now()).expect("wanted");
+        assert_eq!(asked.start_date.map(|d| d.secs()), Some(1_893_456_000));
+    }
+
+    #[test]
+    fn task_tags_are_key_value_maps_and_raw_maps_are_read_too() {
+        let wanted = wanted(&spec("rate(1 hour)"), CLUSTER, REVISION, &ours(), now()).expect("wanted");
+        let sent = wanted.target.ecs_parameters().expect("ecs").tags().to_vec();
+        assert_eq!(sent, vec![tag(ownership::UID.into(), "u-1".into())]);
+        assert_eq!(sent[0].get("key").map(String::as_str), Some(ownership::UID));
+        let raw = Target::builder()
+            .arn(CLUSTER)
+            .role_arn("arn:aws:iam::123456789012:role/r")
+            .ecs_parameters(
+                EcsParameters::builder()
+                    .task_definition_arn(REVISION)
+                    .tags(HashMap::from([("team".to_string(), "data".to_string())]))
+                    .build()
+                    .expect("ecs"),
+            )
+            .build()
+            .expect("target");
+        assert_eq!(
+            task_tags(&raw),
+            BTreeMap::from([("team".to_string(), "data".to_string())])
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! EcsTask: when to run, when to stop, and how a run ended, from what RunTask and
 //! DescribeTasks reported.
 //!
-//! - Each generation of the spec runs once: RunTask with a clientToken derived from the
-//!   object's UID and generation, so that a retry after a lost answer or a crash answers
-//!   with the tasks already started instead of starting more.
+//! - What runs (RunTask's members and the references) runs once: RunTask with a clientToken
+//!   derived from the object's UID and generation, so that a retry after a lost answer or a
+//!   crash answers with the tasks already started instead of starting more. A new
+//!   generation that changes what runs runs again (stopping what still runs of the last
+//!   one); one that changes only ttlSecondsAfterFinished, activeDeadlineSeconds or
+//!   deletionPolicy applies to the run there is, as a Job's would.
 //! - While tasks run, they are only read; past activeDeadlineSeconds they are stopped.
 //! - A run is Complete when every task stopped because an essential container exited
 //!   ("If the essential parameter of a container is marked as true, and that container
@@ -28,6 +31,9 @@ use crate::api::{EcsTask, EcsTaskStatus};
 pub const FIRST_LOOK: Duration = Duration::from_secs(5);
 /// How often the tasks of running EcsTasks are read, in DescribeTasks calls of 100.
 pub const POLL: Duration = Duration::from_secs(10);
+/// How long after RunTask a task DescribeTasks does not report (MISSING) counts as lost
+/// rather than not yet visible (ECS's API is eventually consistent).
+pub const MISSING_AFTER: Duration = Duration::from_secs(60);
 /// DescribeTasks takes at most this many tasks per call.
 pub const DESCRIBE_BATCH: usize = 100;
 
@@ -35,6 +41,8 @@ pub const DESCRIBE_BATCH: usize = 100;
 pub struct Desired<'a> {
     /// The spec.
     pub spec: &'a crate::api::EcsTaskSpec,
+    /// What runs, as a digest of RunTask's members and the references (see [`run_spec`]).
+    pub run_spec: String,
     /// The cluster, by name or ARN.
     pub cluster: String,
     /// The task definition: ARN, family or family:revision.
@@ -48,11 +56,26 @@ impl<'a> Desired<'a> {
     pub fn new(task: &'a EcsTask, cluster: String, task_definition: String) -> Self {
         Self {
             spec: &task.spec,
+            run_spec: run_spec(&task.spec),
             cluster,
             task_definition,
             generation: task.metadata.generation,
         }
     }
+}
+
+/// A digest of what a spec runs: RunTask's members and the references, not the
+/// Kubernetes-side fields (deadline, time to live, deletion policy).
+pub fn run_spec(spec: &crate::api::EcsTaskSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let what = serde_json::json!([spec.task, spec.cluster_ref, spec.task_definition_ref]);
+    let digest = Sha256::digest(what.to_string().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the spec asks for a new run: the first, or one whose RunTask part changed.
+pub fn needs_run(spec: &crate::api::EcsTaskSpec, status: &EcsTaskStatus) -> bool {
+    status.run_generation.is_none() || status.run_spec.as_deref() != Some(run_spec(spec).as_str())
 }
 
 /// The one thing to do about a run.
@@ -70,7 +93,7 @@ pub enum Plan {
 
 /// Decides what to do, given the status after the latest read of the tasks and the time.
 pub fn plan(desired: &Desired, status: &EcsTaskStatus, now: Timestamp) -> Plan {
-    if status.run_generation != desired.generation || status.run_generation.is_none() {
+    if needs_run(desired.spec, status) {
         let mut input = desired.spec.task.clone();
         input.cluster = Some(desired.cluster.clone());
         input.task_definition = Some(desired.task_definition.clone());
@@ -165,11 +188,16 @@ pub fn readiness(status: &EcsTaskStatus, ttl_left: Option<Duration>) -> State {
 
 /// How a finished run ended: success, and the reason and message of its conditions.
 fn verdict(status: &EcsTaskStatus) -> (bool, &'static str, String) {
-    if status.tasks.is_empty() {
+    if !status.failures.is_empty() {
+        // NB: a run of which ECS started only some tasks failed, whatever those did.
         return (
             false,
             "RunTaskFailed",
-            format!("RunTask started no task: {}", status.failures.join("; ")),
+            format!(
+                "RunTask started {} of the tasks asked for: {}",
+                status.tasks.len(),
+                status.failures.join("; ")
+            ),
         );
     }
     if status.deadline_exceeded {
@@ -300,11 +328,37 @@ mod tests {
         assert_eq!(input.cluster.as_deref(), Some("arn:cluster/prod"));
         assert_eq!(input.task_definition.as_deref(), Some("arn:td/migrate:3"));
         assert_eq!(input.started_by.as_deref(), Some("ecs-operator"));
-        let running = ran(vec![TaskSummary {
+        let mut running = ran(vec![TaskSummary {
             last_status: Some("RUNNING".into()),
             ..stopped("", &[])
         }]);
+        running.run_spec = Some(desired.run_spec.clone());
         assert_eq!(plan(&desired, &running, now), Plan::Follow);
+    }
+
+    #[test]
+    fn only_a_change_of_what_runs_runs_again() {
+        let first = task(json!({"taskDefinitionRef": {"name": "migrate"}, "overrides": {"cpu": "256"}}));
+        let mut status = ran(vec![stopped("EssentialContainerExited", &[("app", Some(0))])]);
+        status.run_spec = Some(run_spec(&first.spec));
+        let now: Timestamp = "2026-11-30T10:00:05Z".parse().expect("time");
+        let deadline = task(
+            json!({"taskDefinitionRef": {"name": "migrate"}, "overrides": {"cpu": "256"},
+                                   "activeDeadlineSeconds": 60, "ttlSecondsAfterFinished": 5, "deletionPolicy": "Retain"}),
+        );
+        assert!(
+            !needs_run(&deadline.spec, &status),
+            "the deadline, time to live and deletion policy are not a new run"
+        );
+        let desired = Desired::new(&deadline, "prod".into(), "migrate:3".into());
+        assert_eq!(plan(&desired, &status, now), Plan::Finished);
+        for other in [
+            json!({"taskDefinitionRef": {"name": "migrate"}, "overrides": {"cpu": "512"}}),
+            json!({"taskDefinitionRef": {"name": "report"}, "overrides": {"cpu": "256"}}),
+            json!({"taskDefinition": "migrate:4", "overrides": {"cpu": "256"}}),
+        ] {
+            assert!(needs_run(&task(other.clone()).spec, &status), "{other}");
+        }
     }
 
     #[test]
@@ -315,6 +369,7 @@ mod tests {
             last_status: Some("RUNNING".into()),
             ..stopped("", &[])
         }]);
+        status.run_spec = Some(desired.run_spec.clone());
         let early: Timestamp = "2026-11-30T10:00:59Z".parse().expect("time");
         assert_eq!(plan(&desired, &status, early), Plan::Follow);
         let late: Timestamp = "2026-11-30T10:01:00Z".parse().expect("time");
@@ -355,5 +410,23 @@ mod tests {
         assert_eq!(time_to_live(Some(60), &status, now), Some(Duration::from_secs(30)));
         assert_eq!(time_to_live(Some(10), &status, now), Some(Duration::ZERO));
         assert_eq!(time_to_live(None, &status, now), None);
+    }
+
+    #[test]
+    fn a_run_ecs_started_only_in_part_failed() {
+        let mut partial = ran(vec![stopped("EssentialContainerExited", &[("app", Some(0))])]);
+        partial.failures = vec!["arn:aws:ecs:us-east-1:1:container-instance/x: RESOURCE:MEMORY".into()];
+        let State::Finished {
+            succeeded,
+            reason,
+            message,
+            ..
+        } = readiness(&partial, None)
+        else {
+            panic!("finished");
+        };
+        assert!(!succeeded);
+        assert_eq!(reason, "RunTaskFailed");
+        assert!(message.contains("RESOURCE:MEMORY"), "{message}");
     }
 }

@@ -67,14 +67,16 @@ impl EcsTaskSchedule {
 
     /// The schedule this object asks for, its cluster and task definition resolved.
     pub fn wanted(&self, cluster: &str, task_definition: &str) -> Result<Wanted, Error> {
-        planner::wanted(&self.spec, cluster, task_definition, &ownership::tags_for(self)).map_err(Error::Invalid)
+        let now = aws_sdk_scheduler::primitives::DateTime::from(std::time::SystemTime::now());
+        planner::wanted(&self.spec, cluster, task_definition, &ownership::tags_for(self), now).map_err(Error::Invalid)
     }
 
     /// What applying this object would do to the schedule GetSchedule `reported`, and the
     /// Adopted note when it takes one over; Err when it may not touch it (NotOwned). `diff`
     /// asks this, and [`Managed::apply`] does what it says.
     pub fn preview(&self, wanted: &Wanted, reported: Option<&GetScheduleOutput>) -> Result<(Plan, Vec<Note>), Error> {
-        let observed = reported.and_then(planner::observed);
+        let now = aws_sdk_scheduler::primitives::DateTime::from(std::time::SystemTime::now());
+        let observed = reported.and_then(|r| planner::observed(r, now));
         let mut notes = vec![];
         if let Some(observed) = &observed {
             let what = format!("schedule {}", self.display_name());

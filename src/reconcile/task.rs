@@ -61,13 +61,10 @@ impl Refers for EcsTask {
 }
 
 impl EcsTask {
-    /// True while this generation's tasks are started and not all STOPPED.
+    /// True while the run's tasks are started and not all STOPPED.
     fn running(&self) -> bool {
         let Some(status) = &self.status else { return false };
-        status.run_generation.is_some()
-            && status.run_generation == self.metadata.generation
-            && !status.tasks.is_empty()
-            && !planner::finished(status)
+        status.run_generation.is_some() && !status.tasks.is_empty() && !planner::finished(status)
     }
 
     /// RunTask for this generation, then which containers of the revision it ran are
@@ -192,21 +189,6 @@ impl Managed for EcsTask {
             ..previous.clone()
         };
         let mut events = vec![];
-        let target = match references::resolve(self, ctx, &region)? {
-            Ok(target) => target,
-            Err(waiting) => {
-                let state = State::InProgress {
-                    reason: waiting.reason,
-                    message: waiting.message,
-                    recheck: ctx.settings.resync_interval,
-                };
-                return Ok(Outcome { status, state, events });
-            }
-        };
-        let task_definition = target
-            .task_definition
-            .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))?;
-        let desired = Desired::new(self, target.cluster, task_definition);
 
         // Read the tasks in flight: the poll sweep's batched read, else a read of its own.
         if self.running() {
@@ -215,11 +197,40 @@ impl Managed for EcsTask {
                 Some(seen) => seen,
                 None => describe_tasks(&ecs, &status).await?,
             };
-            refresh(&mut status, &seen);
+            refresh(&mut status, &seen, Timestamp::now());
         }
+
+        // NB: references matter only to a new run; a run under way or finished keeps what
+        // it ran, whatever its task definition registers meanwhile.
+        let (cluster, task_definition) = if planner::needs_run(&self.spec, &status) {
+            let target = match references::resolve(self, ctx, &region)? {
+                Ok(target) => target,
+                Err(waiting) => {
+                    let state = State::InProgress {
+                        reason: waiting.reason,
+                        message: waiting.message,
+                        recheck: ctx.settings.resync_interval,
+                    };
+                    return Ok(Outcome { status, state, events });
+                }
+            };
+            let task_definition = target
+                .task_definition
+                .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))?;
+            (target.cluster, task_definition)
+        } else {
+            let ran = |arn: &Option<String>| arn.clone().unwrap_or_default();
+            (ran(&status.cluster_arn), ran(&status.task_definition_arn))
+        };
+        let desired = Desired::new(self, cluster, task_definition);
+
         let now = Timestamp::now();
         match planner::plan(&desired, &status, now) {
-            Plan::Run(input) => events.push(self.run(&ecs, &input, &mut status).await?),
+            Plan::Run(input) => {
+                events.extend(stop_previous_run(&ecs, &status).await?);
+                events.push(self.run(&ecs, &input, &mut status).await?);
+                status.run_spec = Some(desired.run_spec.clone());
+            }
             Plan::StopForDeadline(arns) => {
                 let deadline = self.spec.active_deadline_seconds.unwrap_or_default();
                 for arn in &arns {
@@ -242,6 +253,8 @@ impl Managed for EcsTask {
             }
             Plan::Follow | Plan::Finished => {}
         }
+        // A generation that changed only the deadline, time to live or deletion policy.
+        status.run_generation = self.metadata.generation;
         if planner::finished(&status) && status.finished_at.is_none() {
             status.finished_at = Some(finished_at(&status).unwrap_or_else(|| now.to_string()));
         }
@@ -339,14 +352,54 @@ impl Managed for EcsTask {
     }
 }
 
-/// Takes what DescribeTasks reported into status; a task ECS no longer knows keeps its last
-/// report.
-fn refresh(status: &mut EcsTaskStatus, seen: &[Task]) {
+/// Takes what DescribeTasks reported into status. A task it did not report (MISSING in its
+/// `failures[]`: ECS keeps a stopped task for about an hour) has stopped in a way no one
+/// can tell any more: STOPPED, without an exit code, which fails the run. Not right after
+/// RunTask, though: ECS's API is eventually consistent, and a task just started may not be
+/// described yet.
+fn refresh(status: &mut EcsTaskStatus, seen: &[Task], now: Timestamp) {
+    let ran_for = status
+        .run_at
+        .as_deref()
+        .and_then(|at| at.parse::<Timestamp>().ok())
+        .and_then(|at| Duration::try_from(now.duration_since(at)).ok())
+        .unwrap_or_default();
+    let lost = ran_for >= planner::MISSING_AFTER;
     for summary in &mut status.tasks {
-        if let Some(task) = seen.iter().find(|t| t.task_arn() == Some(summary.task_arn.as_str())) {
-            *summary = planner::summarize(task);
+        match seen.iter().find(|t| t.task_arn() == Some(summary.task_arn.as_str())) {
+            Some(task) => *summary = planner::summarize(task),
+            None if lost && summary.last_status.as_deref() != Some("STOPPED") => {
+                summary.last_status = Some("STOPPED".into());
+                summary.stop_code = Some("MISSING".into());
+                summary.stopped_reason =
+                    Some("ECS no longer knows this task (DescribeTasks: MISSING); how it ended is unknown".into());
+            }
+            None => {}
         }
     }
+}
+
+/// Before a new run: StopTask for what still runs of the last one (the spec that started it
+/// changed), so that two runs never overlap.
+async fn stop_previous_run(ecs: &Ecs, status: &EcsTaskStatus) -> Result<Option<Note>, EcsError> {
+    let running: Vec<&str> = status
+        .tasks
+        .iter()
+        .filter(|t| t.last_status.as_deref() != Some("STOPPED"))
+        .map(|t| t.task_arn.as_str())
+        .collect();
+    for arn in &running {
+        stop(ecs, status, arn, "the EcsTask's spec changed: replaced by a new run").await?;
+    }
+    Ok((!running.is_empty()).then(|| {
+        Note::normal(
+            "Stopped",
+            format!(
+                "stopped {} task(s) of the previous run: the spec changed",
+                running.len()
+            ),
+        )
+    }))
 }
 
 /// When the last task stopped, as ECS reports it.

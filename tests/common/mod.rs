@@ -294,6 +294,16 @@ impl Operator {
         self.spawn();
     }
 
+    /// Kills the operator (SIGKILL) until [`Operator::resume`].
+    pub fn pause(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a paused operator again.
+    pub fn resume(&mut self) {
+        self.spawn();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

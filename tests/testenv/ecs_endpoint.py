@@ -36,13 +36,14 @@ import strict_tasks
 ECS_TARGET = "AmazonEC2ContainerServiceV20141113."
 APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
 # Write requests kept per client, for tests that check exactly what was sent.
-KEPT_REQUESTS = {"CreateService", "UpdateService", "DeleteService", "RunTask", "DescribeTasks"}
+KEPT_REQUESTS = {"CreateService", "UpdateService", "DeleteService", "RunTask", "DescribeTasks", "StopTask"}
 CONTROLS = {
     "/_ecs_operator/timing": strict_ecs.set_timing,
     "/_ecs_operator/inject": strict_ecs.inject,
     "/_ecs_operator/broken": strict_ecs.declare_broken,
     "/_ecs_operator/lambda": strict_ecs.set_lambda_verdict,
     "/_ecs_operator/task-answers": strict_tasks.delay_answers,
+    "/_ecs_operator/forget-stopped-tasks": strict_tasks.forget_stopped,
 }
 
 

@@ -6,8 +6,13 @@ Scheduler", user guide):
 - `rate(value unit)`: a positive whole number and minute(s), hour(s) or day(s);
 - `cron(minutes hours day-of-month month day-of-week year)`: six fields;
 - `at(yyyy-mm-ddThh:mm:ss)`.
+
+and to a recurring schedule's StartDate more than 5 minutes ago, on update as on create
+("The StartDate you specify cannot be earlier than 5 minutes ago."; moto checks only cron
+expressions on create).
 """
 import re
+import time
 
 from moto.scheduler import models
 from moto.scheduler.exceptions import ValidationException
@@ -24,17 +29,28 @@ def check_expression(expression):
         raise ValidationException(message=f"Invalid Schedule Expression {expression}.")
 
 
+def check_start_date(expression, start_date):
+    if start_date is None or (expression or "").startswith("at("):
+        return
+    if isinstance(start_date, str):
+        return  # moto's own parsing applies
+    if float(start_date) < time.time() - 300:
+        raise ValidationException(message="The StartDate you specify cannot be earlier than 5 minutes ago.")
+
+
 MOTO_CREATE = models.EventBridgeSchedulerBackend.create_schedule
 MOTO_UPDATE = models.EventBridgeSchedulerBackend.update_schedule
 
 
 def create_schedule(self, *args, **kwargs):
     check_expression(kwargs.get("schedule_expression"))
+    check_start_date(kwargs.get("schedule_expression"), kwargs.get("start_date"))
     return MOTO_CREATE(self, *args, **kwargs)
 
 
 def update_schedule(self, *args, **kwargs):
     check_expression(kwargs.get("schedule_expression"))
+    check_start_date(kwargs.get("schedule_expression"), kwargs.get("start_date"))
     return MOTO_UPDATE(self, *args, **kwargs)
 
 

@@ -33,8 +33,10 @@ operator's EcsTask relies on, each citing the API reference:
   started: RunTask answers `failures[]` with reason "No Container Instances were found in
   your cluster." (API failure reasons), where moto fails with a 500.
 
-Test control (POST /_ecs_operator/task-answers): delay RunTask's answer after the tasks
-started, so that a test can kill the operator between RunTask and its status write.
+Test controls: POST /_ecs_operator/task-answers delays RunTask's answer after the tasks
+started, so that a test can kill the operator between RunTask and its status write; POST
+/_ecs_operator/forget-stopped-tasks makes ECS forget a cluster's stopped tasks, as it does
+about an hour after they stop.
 """
 import datetime
 import threading
@@ -63,6 +65,18 @@ def delay_answers(body):
     """Test control: `{"cluster": name, "answerDelaySeconds": s, "times": n}`."""
     with LOCK:
         ANSWER_DELAYS[body["cluster"]] = [float(body["answerDelaySeconds"]), int(body.get("times", 1))]
+
+
+def forget_stopped(body):
+    """Test control: `{"cluster": name, "region": r}`: ECS forgets the cluster's STOPPED tasks, as it
+    does about an hour after they stopped (DescribeTasks then answers MISSING)."""
+    backend = models.ecs_backends[body.get("account", "123456789012")][body["region"]]
+    with LOCK:
+        tasks = backend.tasks.get(body["cluster"], {})
+        for arn, task in list(tasks.items()):
+            advance(task)
+            if (getattr(task, "strict", None) or {}).get("final"):
+                del tasks[arn]
 
 
 def answer_delay(cluster_name):
