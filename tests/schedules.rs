@@ -119,10 +119,11 @@ async fn a_schedule_is_created_changed_once_disabled_and_deleted() {
         .expect("awsvpc");
     assert_eq!(vpc.subnets(), subnets.as_slice());
     assert!(
-        ecs.tags()
-            .iter()
-            .any(|t| t.get("ecs.operator.dev/namespace").map(String::as_str) == Some(&*ns)),
-        "the tasks carry the ownership tags: {:?}",
+        ecs.tags().iter().any(
+            |t| t.get("key").map(String::as_str) == Some("ecs.operator.dev/namespace")
+                && t.get("value").map(String::as_str) == Some(&*ns)
+        ),
+        "the tasks carry the ownership tags, as {{key, value}} maps: {:?}",
         ecs.tags()
     );
     assert_eq!(calls_of(&ecs_calls(&ns), "CreateSchedule"), 1);
