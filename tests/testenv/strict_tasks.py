@@ -316,6 +316,11 @@ def stop_task(self):
 
 
 def list_tasks(self):
+    with LOCK:
+        # NB: tasks move on with time, whoever looks.
+        for tasks in self.ecs_backend.tasks.values():
+            for task in tasks.values():
+                advance(task)
     tasks = self.ecs_backend.list_tasks(
         self._get_param("cluster", "default"), self._get_param("containerInstance"), self._get_param("family"),
         self._get_param("startedBy"), self._get_param("serviceName"), self._get_param("desiredStatus") or "RUNNING")
