@@ -191,16 +191,9 @@ impl Differ {
         for obj in &manifests.tasks {
             let (obj, previous) = self.as_applied(obj).await?;
             let obj = &obj;
-            let (cluster, task_definition) = match self.targets(obj, &clusters, &task_definitions).await? {
-                Ok((cluster, Some(task_definition))) => (cluster, task_definition),
-                Ok((_, None)) => continue,
-                Err(missing) => {
-                    diffs.push(ObjectDiff {
-                        stall: Some(missing),
-                        ..ObjectDiff::of(obj, "EcsTask")
-                    });
-                    continue;
-                }
+            let targets = self.targets(obj, &clusters, &task_definitions).await?;
+            let Some((cluster, task_definition)) = runs(obj, "EcsTask", targets, &mut diffs) else {
+                continue;
             };
             let desired = task_planner::Desired::new(obj, cluster, task_definition);
             let plan = task_planner::plan(&desired, &previous, k8s_openapi::jiff::Timestamp::now());
@@ -210,16 +203,9 @@ impl Differ {
             let (obj, _) = self.as_applied(obj).await?;
             let obj = &obj;
             let ecs = self.ecs(obj.spec.region.as_deref()).await?;
-            let (cluster, task_definition) = match self.targets(obj, &clusters, &task_definitions).await? {
-                Ok((cluster, Some(task_definition))) => (cluster, task_definition),
-                Ok((_, None)) => continue,
-                Err(missing) => {
-                    diffs.push(ObjectDiff {
-                        stall: Some(missing),
-                        ..ObjectDiff::of(obj, "EcsTaskSchedule")
-                    });
-                    continue;
-                }
+            let targets = self.targets(obj, &clusters, &task_definitions).await?;
+            let Some((cluster, task_definition)) = runs(obj, "EcsTaskSchedule", targets, &mut diffs) else {
+                continue;
             };
             let reported = schedule::get_schedule(&ecs, obj).await?;
             let preview = obj
@@ -342,6 +328,27 @@ impl ObjectDiff {
             name: obj.name_any(),
             writes: vec![],
             stall: None,
+        }
+    }
+}
+
+/// The cluster and task definition a task or schedule runs, or None: when a reference cannot
+/// be resolved (the stall goes to `diffs`), or when it names no task definition (admission
+/// rejects that).
+fn runs<K: ResourceExt>(
+    obj: &K,
+    kind: &'static str,
+    targets: Result<(String, Option<String>), String>,
+    diffs: &mut Vec<ObjectDiff>,
+) -> Option<(String, String)> {
+    match targets {
+        Ok((cluster, task_definition)) => Some((cluster, task_definition?)),
+        Err(missing) => {
+            diffs.push(ObjectDiff {
+                stall: Some(missing),
+                ..ObjectDiff::of(obj, kind)
+            });
+            None
         }
     }
 }

@@ -30,6 +30,20 @@ fn scheduler_client() -> aws_sdk_scheduler::Client {
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/ecs-scheduler";
 
+/// A cluster `main` and a task definition `report` (EC2-compatible), applied.
+async fn report_bed(client: &kube::Client, ns: &str) -> (Api<EcsCluster>, Api<EcsTaskDefinition>) {
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), ns);
+    let tds: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), ns);
+    apply_json(
+        &clusters,
+        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+    )
+    .await;
+    let td = json!({"family": format!("{ns}-report"), "containerDefinitions": [{"name": "app", "image": "report:1", "memory": 128}]});
+    apply_json(&tds, &object("EcsTaskDefinition", "report", td)).await;
+    (clusters, tds)
+}
+
 fn nightly(ns: &str, subnets: &[String], extra: Value) -> Value {
     let mut spec = json!({
         "scheduleName": format!("{ns}-nightly"),
@@ -255,16 +269,8 @@ async fn an_expression_the_service_rejects_is_stalled_with_its_words() {
     let client = admin_client().await;
     let ns = namespace(&client, "schedule-bad").await;
     let _operator = Operator::start(&ns);
-    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
-    let tds: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    report_bed(&client, &ns).await;
     let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), &ns);
-    apply_json(
-        &clusters,
-        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
-    )
-    .await;
-    let td = json!({"family": format!("{ns}-report"), "containerDefinitions": [{"name": "app", "image": "report:1", "memory": 128}]});
-    apply_json(&tds, &object("EcsTaskDefinition", "report", td)).await;
     // Admitted (it has the rate(...) shape), refused by EventBridge Scheduler.
     apply_json(
         &schedules,
@@ -287,16 +293,8 @@ async fn a_schedule_made_elsewhere_is_not_touched_until_adopted() {
     let client = admin_client().await;
     let ns = namespace(&client, "schedule-adopt").await;
     let _operator = Operator::start(&ns);
-    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
-    let tds: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
+    let (clusters, tds) = report_bed(&client, &ns).await;
     let schedules: Api<EcsTaskSchedule> = Api::namespaced(client.clone(), &ns);
-    apply_json(
-        &clusters,
-        &object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
-    )
-    .await;
-    let td = json!({"family": format!("{ns}-report"), "containerDefinitions": [{"name": "app", "image": "report:1", "memory": 128}]});
-    apply_json(&tds, &object("EcsTaskDefinition", "report", td)).await;
     let cluster_arn = ready(&clusters, "main", 30)
         .await
         .status
