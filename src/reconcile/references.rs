@@ -43,6 +43,27 @@ pub struct Waiting {
     pub message: String,
 }
 
+impl Waiting {
+    /// The referrer's state meanwhile: in progress, looked at again by `recheck` at the
+    /// latest (a change of the referenced object wakes it sooner).
+    pub fn state(self, recheck: std::time::Duration) -> super::State {
+        super::State::InProgress {
+            reason: self.reason,
+            message: self.message,
+            recheck,
+        }
+    }
+}
+
+impl Target {
+    /// The task definition a task or schedule runs (admission requires one).
+    pub fn task_definition(&self) -> Result<String, Error> {
+        self.task_definition
+            .clone()
+            .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))
+    }
+}
+
 /// `controller`, also woken when a referenced EcsCluster or EcsTaskDefinition changes in a
 /// way that matters to its referrers, so a new revision or a newly Ready cluster is acted
 /// on at once.

@@ -139,11 +139,7 @@ impl Managed for EcsTaskSchedule {
         let target = match references::resolve(self, ctx, &region)? {
             Ok(target) => target,
             Err(waiting) => {
-                let state = State::InProgress {
-                    reason: waiting.reason,
-                    message: waiting.message,
-                    recheck: ctx.settings.resync_interval,
-                };
+                let state = waiting.state(ctx.settings.resync_interval);
                 return Ok(Outcome {
                     status,
                     state,
@@ -151,9 +147,7 @@ impl Managed for EcsTaskSchedule {
                 });
             }
         };
-        let task_definition = target
-            .task_definition
-            .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))?;
+        let task_definition = target.task_definition()?;
         let wanted = self.wanted(&target.cluster, &task_definition)?;
         let reported = get_schedule(&ecs, self).await?;
         let (plan, mut events) = self.preview(&wanted, reported.as_ref())?;
@@ -172,7 +166,7 @@ impl Managed for EcsTaskSchedule {
                 // NB: a new revision of a referenced task definition is asked for too.
                 let moved = status.task_definition_arn.as_deref() != Some(task_definition.as_str())
                     || status.cluster_arn.as_deref() != Some(target.cluster.as_str());
-                let asked_for = moved || previous_generation(&status) != self.metadata.generation;
+                let asked_for = moved || status.common.observed_generation != self.metadata.generation;
                 events.extend(Note::changed(asked_for, &fields));
                 arn
             }
@@ -225,11 +219,6 @@ impl Managed for EcsTaskSchedule {
             format!("deleted schedule {}", self.display_name()),
         )])
     }
-}
-
-/// The generation the last status was written for.
-fn previous_generation(status: &EcsTaskScheduleStatus) -> Option<i64> {
-    status.common.observed_generation
 }
 
 /// Sets every member of a schedule on a CreateSchedule or UpdateSchedule builder (two SDK

@@ -124,11 +124,7 @@ impl EcsService {
             })),
             Err(waiting) => Ok(Err(Outcome {
                 status,
-                state: State::InProgress {
-                    reason: waiting.reason,
-                    message: waiting.message,
-                    recheck: ctx.settings.resync_interval,
-                },
+                state: waiting.state(ctx.settings.resync_interval),
                 events: vec![],
             })),
         }

@@ -105,7 +105,6 @@ impl EcsTask {
                     .send()
             })
             .await?;
-        status.run_generation = self.metadata.generation;
         status.run_at = Some(Timestamp::now().to_string());
         status.finished_at = None;
         status.deadline_exceeded = false;
@@ -206,17 +205,11 @@ impl Managed for EcsTask {
             let target = match references::resolve(self, ctx, &region)? {
                 Ok(target) => target,
                 Err(waiting) => {
-                    let state = State::InProgress {
-                        reason: waiting.reason,
-                        message: waiting.message,
-                        recheck: ctx.settings.resync_interval,
-                    };
+                    let state = waiting.state(ctx.settings.resync_interval);
                     return Ok(Outcome { status, state, events });
                 }
             };
-            let task_definition = target
-                .task_definition
-                .ok_or_else(|| Error::Invalid("set taskDefinition or taskDefinitionRef".into()))?;
+            let task_definition = target.task_definition()?;
             (target.cluster, task_definition)
         } else {
             let ran = |arn: &Option<String>| arn.clone().unwrap_or_default();
