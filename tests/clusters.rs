@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Operator, admin_client, apply_json, calls_of, declare_broken, delete_namespace, ecs_calls, ecs_client, ecs_writes,
-    event, gone, more_calls, namespace, ready, set_timing, wait_condition, wait_for,
+    Operator, admin_client, apply_json, asg_capacity_provider, calls_of, declare_broken, delete_namespace, ecs_calls,
+    ecs_client, ecs_writes, event, gone, more_calls, namespace, ready, set_timing, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -394,6 +394,7 @@ async fn capacity_providers_attach_over_time_and_a_failed_attachment_stalls() {
     ready(&api, "main", 60).await;
 
     let asg = format!("{ns}-asg");
+    asg_capacity_provider(&asg).await;
     apply_json(&api, &providers(json!(["FARGATE", asg]))).await;
     let message = wait_condition(
         &api,
@@ -413,6 +414,7 @@ async fn capacity_providers_attach_over_time_and_a_failed_attachment_stalls() {
     );
 
     let broken = format!("{ns}-broken");
+    asg_capacity_provider(&broken).await;
     declare_broken(&broken);
     apply_json(&api, &providers(json!(["FARGATE", asg, broken]))).await;
     let message = wait_condition(&api, "main", "Stalled", "True", Some("CapacityProvidersFailed"), 60)

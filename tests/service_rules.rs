@@ -7,9 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{
-    Operator, admin_client, calls_of, condition, declare_broken, delete_namespace, ecs_calls, ecs_client, ecs_requests,
-    event, events_for, inject_error, more_calls, namespace, object, ready, services_created, set_timing, vpc,
-    wait_condition, wait_for,
+    Operator, admin_client, asg_capacity_provider, calls_of, condition, declare_broken, delete_namespace, ecs_calls,
+    ecs_client, ecs_requests, event, events_for, inject_error, more_calls, namespace, object, ready, services_created,
+    set_timing, vpc, wait_condition, wait_for,
 };
 use ecs_operator::api::EcsService;
 use kube::api::Api;
@@ -124,15 +124,20 @@ async fn a_fleet_ecs_reports_rewritten_costs_no_update_over_ten_idle_resyncs() {
     let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
     let _operator = Operator::start(&ns);
     let (subnets, groups) = vpc(3, 2);
-    apply(&client, &ns, &cluster(&ns)).await;
+    let (asg_a, asg_b) = (format!("{ns}-asg-a"), format!("{ns}-asg-b"));
+    asg_capacity_provider(&asg_a).await;
+    asg_capacity_provider(&asg_b).await;
+    let mut with_groups = cluster(&ns);
+    with_groups["spec"]["capacityProviders"] = json!(["FARGATE", "FARGATE_SPOT", asg_a, asg_b]);
+    apply(&client, &ns, &with_groups).await;
     apply(&client, &ns, &task_definition(&ns, "web", "web:1")).await;
     let names: Vec<String> = (0..6).map(|i| format!("web-{i}")).collect();
     for name in &names {
         let spec = json!({
             "desiredCount": 2,
             "capacityProviderStrategy": [
-                {"capacityProvider": "asg-a", "weight": 1, "base": 1},
-                {"capacityProvider": "asg-b", "weight": 3}
+                {"capacityProvider": asg_a, "weight": 1, "base": 1},
+                {"capacityProvider": asg_b, "weight": 3}
             ],
             "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"},
                                   {"type": "spread", "field": "host"}, {"type": "binpack", "field": "memory"}],

@@ -473,6 +473,24 @@ pub fn ecs_client() -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::from_conf(config)
 }
 
+/// Creates an Auto Scaling group capacity provider named `name` in ECS, as another tool
+/// would: ECS attaches only providers that exist.
+pub async fn asg_capacity_provider(name: &str) {
+    let group = aws_sdk_ecs::types::AutoScalingGroupProvider::builder()
+        .auto_scaling_group_arn(format!(
+            "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0a1b2c3d:autoScalingGroupName/{name}"
+        ))
+        .build()
+        .expect("an Auto Scaling group provider");
+    ecs_client()
+        .create_capacity_provider()
+        .name(name)
+        .auto_scaling_group_provider(group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create capacity provider {name}: {e:?}"));
+}
+
 /// Polls `check` every 200 ms until it returns Some, or panics after `timeout_secs`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout_secs: u64, mut check: F) -> T
 where

@@ -5,7 +5,9 @@ for tests.
 - strict_ecs.py makes moto reject, rewrite and take time as ECS does (its rules cite the
   API reference); strict_tasks.py does the same for standalone tasks (RunTask,
   DescribeTasks, StopTask) and strict_scheduler.py for EventBridge Scheduler's schedule
-  expressions; on for every test and the demo.
+  expressions; on for every test and the demo. strict_capacity.py does it for capacity
+  providers (Managed Instances ones, names, states that take time, cluster scoping, in-use
+  refusals).
 - CallCounter counts the ECS API calls (and EventBridge Scheduler's schedule calls) each
   client makes, by operation: the tests measure
   "zero writes at idle" and "one RegisterTaskDefinition per change" at the endpoint itself.
@@ -15,7 +17,7 @@ for tests.
 - `GET /_ecs_operator/created?prefix=P` returns how often CreateService really created each
   service whose "cluster/name" starts with P (idempotent repeats are not creations).
 - `POST /_ecs_operator/timing`, `/inject`, `/broken` and `/lambda` steer strict_ecs (see
-  there).
+  there); `POST /_ecs_operator/provider-timing` strict_capacity.
 """
 import argparse
 import collections
@@ -29,6 +31,7 @@ from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_
 from werkzeug.serving import run_simple
 
 # NB: not named moto_*: moto reads an error class's module name to find its service.
+import strict_capacity
 import strict_ecs
 import strict_scheduler
 import strict_tasks
@@ -44,6 +47,7 @@ CONTROLS = {
     "/_ecs_operator/lambda": strict_ecs.set_lambda_verdict,
     "/_ecs_operator/task-answers": strict_tasks.delay_answers,
     "/_ecs_operator/forget-stopped-tasks": strict_tasks.forget_stopped,
+    "/_ecs_operator/provider-timing": strict_capacity.set_provider_timing,
 }
 
 
@@ -132,6 +136,7 @@ def main():
     args = parser.parse_args()
     strict_ecs.apply()
     strict_tasks.apply()
+    strict_capacity.apply()  # after strict_ecs and strict_tasks: it wraps their handlers
     strict_scheduler.apply()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple("127.0.0.1", args.port, CallCounter(app), threaded=True,
