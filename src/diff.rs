@@ -18,15 +18,16 @@ use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule, GROUP};
+use crate::api::{EcsCapacityProvider, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule, GROUP};
 use crate::ecs::client::{Ecs, EcsClients};
 use crate::ecs::limits::RateLimits;
 use crate::plan::Write;
 use crate::plan::service::Desired;
 use crate::plan::task as task_planner;
 use crate::plan::task_definition as td_planner;
+use crate::reconcile::cluster::Providers;
 use crate::reconcile::references::Refers;
-use crate::reconcile::{Error, cluster, schedule, service};
+use crate::reconcile::{Error, capacity_provider, cluster, schedule, service};
 use crate::telemetry::Metrics;
 
 /// How `diff` prints.
@@ -63,6 +64,7 @@ impl ObjectDiff {
 /// The objects of the manifests, by kind.
 #[derive(Default)]
 struct Manifests {
+    capacity_providers: Vec<EcsCapacityProvider>,
     clusters: Vec<EcsCluster>,
     task_definitions: Vec<EcsTaskDefinition>,
     services: Vec<EcsService>,
@@ -132,6 +134,18 @@ type Resolved = BTreeMap<(String, String), String>;
 impl Differ {
     async fn diff(&self, manifests: &Manifests) -> Result<Vec<ObjectDiff>, Box<dyn std::error::Error>> {
         let mut diffs = vec![];
+        for obj in &manifests.capacity_providers {
+            let (obj, _) = self.as_applied(obj).await?;
+            let ecs = self.ecs(obj.spec.options.region.as_deref()).await?;
+            let preview = match self.provider_cluster(manifests, &obj).await? {
+                Ok(cluster) => {
+                    let observed = capacity_provider::describe(&ecs, &obj.provider_name(), cluster.as_deref()).await?;
+                    obj.preview(observed.as_ref(), cluster.as_deref())
+                }
+                Err(waiting) => Err(Error::Invalid(waiting)),
+            };
+            diffs.push(outcome(&obj, "EcsCapacityProvider", preview));
+        }
         let mut clusters = Resolved::new();
         for obj in &manifests.clusters {
             let (obj, previous) = self.as_applied(obj).await?;
@@ -145,7 +159,14 @@ impl Differ {
                 .and_then(|c| c.cluster_arn())
                 .map_or_else(|| obj.cluster_name(), str::to_owned);
             clusters.insert(key(obj), arn);
-            diffs.push(outcome(obj, "EcsCluster", obj.preview(observed.as_ref(), &previous)));
+            let preview = match self
+                .cluster_providers(manifests, obj, observed.as_ref(), &previous)
+                .await?
+            {
+                Ok(providers) => obj.preview(observed.as_ref(), &previous, &providers),
+                Err(waiting) => Err(Error::Invalid(waiting)),
+            };
+            diffs.push(outcome(obj, "EcsCluster", preview));
         }
         let services_in_use = self.services_in_use(manifests).await?;
         let mut task_definitions = Resolved::new();
@@ -300,6 +321,86 @@ impl Differ {
         Ok(arn.ok_or_else(|| format!("{kind} {name} does not exist or has no ARN yet")))
     }
 
+    /// A cluster's capacityProviderRefs resolved to ECS names, from the manifests' providers
+    /// first, then the live ones; Err when one is in neither.
+    async fn cluster_providers(
+        &self,
+        manifests: &Manifests,
+        cluster: &EcsCluster,
+        observed: Option<&aws_sdk_ecs::types::Cluster>,
+        previous: &crate::api::EcsClusterStatus,
+    ) -> Result<Result<Providers, String>, kube::Error> {
+        let mut providers = Providers::as_written(&cluster.spec.cluster);
+        let Some(mut names) = cluster.named_providers(observed, previous) else {
+            return Ok(Ok(providers));
+        };
+        let namespace = cluster.namespace().unwrap_or_default();
+        for reference in &cluster.spec.capacity_provider_refs {
+            let Some(provider) = self
+                .object::<EcsCapacityProvider>(&manifests.capacity_providers, &namespace, &reference.name)
+                .await?
+            else {
+                return Ok(Err(format!(
+                    "EcsCapacityProvider {} is neither in the manifests nor in Kubernetes",
+                    reference.name
+                )));
+            };
+            match provider.spec.provider.managed_instances_provider {
+                Some(_) => {
+                    providers.scoped.insert(provider.provider_name());
+                }
+                None if names.contains(&provider.provider_name()) => {}
+                None => names.push(provider.provider_name()),
+            }
+        }
+        providers.spec.capacity_providers = Some(names);
+        Ok(Ok(providers))
+    }
+
+    /// The cluster a Managed Instances provider belongs to, by name (its clusterRef resolved
+    /// from the manifests first, then the live EcsCluster).
+    async fn provider_cluster(
+        &self,
+        manifests: &Manifests,
+        provider: &EcsCapacityProvider,
+    ) -> Result<Result<Option<String>, String>, kube::Error> {
+        let Some(reference) = &provider.spec.cluster_ref else {
+            return Ok(Ok(provider.spec.provider.cluster.clone()));
+        };
+        let namespace = provider.namespace().unwrap_or_default();
+        Ok(
+            match self
+                .object::<EcsCluster>(&manifests.clusters, &namespace, &reference.name)
+                .await?
+            {
+                Some(cluster) => Ok(Some(cluster.cluster_name())),
+                None => Err(format!(
+                    "EcsCluster {} is neither in the manifests nor in Kubernetes",
+                    reference.name
+                )),
+            },
+        )
+    }
+
+    /// The object `namespace/name` of a kind: from the manifests, else the live one.
+    async fn object<K: crate::reconcile::Managed>(
+        &self,
+        manifests: &[K],
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, kube::Error> {
+        let listed = manifests
+            .iter()
+            .find(|o| o.namespace().as_deref() == Some(namespace) && o.name_any() == name);
+        if let Some(obj) = listed {
+            return Ok(Some(obj.clone()));
+        }
+        match &self.kube {
+            Some(client) => Api::namespaced(client.clone(), namespace).get_opt(name).await,
+            None => Ok(None),
+        }
+    }
+
     /// The services whose revisions count as in use: the manifests' and the live ones of
     /// their namespaces.
     async fn services_in_use(&self, manifests: &Manifests) -> Result<Vec<EcsService>, kube::Error> {
@@ -408,6 +509,9 @@ impl Manifests {
         let invalid = |e: serde_json::Error| format!("{source}: {kind}: {e}");
         match kind.as_str() {
             "EcsCluster" => self.clusters.push(serde_json::from_value(value).map_err(invalid)?),
+            "EcsCapacityProvider" => self
+                .capacity_providers
+                .push(serde_json::from_value(value).map_err(invalid)?),
             "EcsTaskDefinition" => self
                 .task_definitions
                 .push(serde_json::from_value(value).map_err(invalid)?),

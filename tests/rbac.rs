@@ -25,6 +25,7 @@ fn allowed() -> BTreeMap<(&'static str, String), BTreeSet<&'static str>> {
         "ecsservices",
         "ecstasks",
         "ecstaskschedules",
+        "ecscapacityproviders",
     ] {
         allowed.insert(
             ("ecs.operator.dev", kind.to_string()),

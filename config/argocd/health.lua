@@ -1,4 +1,4 @@
--- Argo CD health check for EcsCluster, EcsTaskDefinition, EcsService, EcsTask and EcsTaskSchedule
+-- Argo CD health check for EcsCluster, EcsTaskDefinition, EcsService, EcsTask, EcsTaskSchedule and EcsCapacityProvider
 -- (resource.customizations.health.ecs.operator.dev_<Kind> in argocd-cm; see README).
 -- Stalled -> Degraded, a deployment paused for an approval -> Suspended (Argo's word for a
 -- paused rollout), Ready=True for the current generation -> Healthy, else Progressing.

@@ -3,12 +3,13 @@
 //! The spec is CreateCluster's input. Settings, configuration and serviceConnectDefaults
 //! change in place through UpdateCluster; capacityProviders and
 //! defaultCapacityProviderStrategy through PutClusterCapacityProviders; the name never.
+//! capacityProviderRefs names EcsCapacityProvider objects to attach by their ECS names.
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::ecs_types::CreateClusterInput;
-use super::shared::{CommonStatus, ManagementOptions};
+use super::shared::{CommonStatus, LocalObjectReference, ManagementOptions};
 
 /// Desired state of an ECS cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -46,6 +47,10 @@ pub struct EcsClusterSpec {
     /// CreateCluster's input, member for member.
     #[serde(flatten)]
     pub cluster: CreateClusterInput,
+    /// EcsCapacityProviders (same namespace) to attach, besides the names in capacityProviders: each is waited for until Ready and attached by its ECS name. A Managed Instances provider is attached by ECS itself to the cluster it names; listing it here makes the cluster wait for it (e.g. before a default strategy uses it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub capacity_provider_refs: Vec<LocalObjectReference>,
     /// Region, deletion policy and adoption.
     #[serde(flatten)]
     pub options: ManagementOptions,
@@ -90,6 +95,12 @@ pub struct EcsClusterStatus {
     /// UPDATE_COMPLETE or UPDATE_FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments_status: Option<String>,
+    /// The capacity providers ECS reports associated with the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<String>,
+    /// The providers attached because capacityProviderRefs names them: removing a reference detaches its provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_by_reference: Vec<String>,
 }
 
 /// A Cloud Map namespace given by name, and the ARN ECS resolved it to.

@@ -1729,6 +1729,484 @@ pub struct TaskManagedEBSVolumeTerminationPolicy {
     pub delete_on_termination: bool,
 }
 
+/// See the ECS API reference.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateCapacityProviderInput {
+    /// Name of the capacity provider; defaults to metadata.name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The cluster (name) a Managed Instances provider belongs to; exclusive with clusterRef. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The details of the Auto Scaling group for the capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
+    /// The configuration for the Amazon ECS Managed Instances provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
+    /// The metadata that you apply to the capacity provider to categorize and organize them more conveniently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+
+/// The details of the Auto Scaling group for the capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScalingGroupProvider {
+    /// The Amazon Resource Name (ARN) that identifies the Auto Scaling group, or the Auto Scaling group name.
+    pub auto_scaling_group_arn: String,
+    /// The managed scaling settings for the Auto Scaling group capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_scaling: Option<ManagedScaling>,
+    /// The managed termination protection setting to use for the Auto Scaling group capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_termination_protection: Option<ManagedTerminationProtection>,
+    /// The managed draining option for the Auto Scaling group capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_draining: Option<ManagedDraining>,
+}
+
+/// The managed scaling settings for the Auto Scaling group capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedScaling {
+    /// Determines whether to use managed scaling for the capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ManagedScalingStatus>,
+    /// The target capacity utilization as a percentage for the capacity provider.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_capacity: Option<i32>,
+    /// The minimum number of Amazon EC2 instances that Amazon ECS will scale out at one time.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_scaling_step_size: Option<i32>,
+    /// The maximum number of Amazon EC2 instances that Amazon ECS will scale out at one time.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_scaling_step_size: Option<i32>,
+    /// The period of time, in seconds, after a newly launched Amazon EC2 instance can contribute to CloudWatch metrics for Auto Scaling group.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_warmup_period: Option<i32>,
+}
+
+/// The configuration for the Amazon ECS Managed Instances provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateManagedInstancesProviderConfiguration {
+    /// The Amazon Resource Name (ARN) of the infrastructure role that Amazon ECS uses to manage instances on your behalf.
+    pub infrastructure_role_arn: String,
+    /// The launch template configuration that specifies how Amazon ECS should launch Amazon EC2 instances.
+    pub instance_launch_template: InstanceLaunchTemplate,
+    /// Specifies whether to propagate tags from the capacity provider to the Amazon ECS Managed Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<PropagateMITags>,
+    /// Defines how Amazon ECS Managed Instances optimizes the infrastastructure in your capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_optimization: Option<InfrastructureOptimization>,
+    /// The auto repair configuration for the Amazon ECS Managed Instances capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_repair_configuration: Option<AutoRepairConfiguration>,
+}
+
+/// The launch template configuration that specifies how Amazon ECS should launch Amazon EC2 instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceLaunchTemplate {
+    /// The Amazon Resource Name (ARN) of the instance profile that Amazon ECS applies to Amazon ECS Managed Instances.
+    pub ec2_instance_profile_arn: String,
+    /// The network configuration for Amazon ECS Managed Instances.
+    pub network_configuration: ManagedInstancesNetworkConfiguration,
+    /// The storage configuration for Amazon ECS Managed Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
+    /// The local storage configuration for Amazon ECS Managed Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
+    /// CloudWatch provides two categories of monitoring: basic monitoring and detailed monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<ManagedInstancesMonitoringOptions>,
+    /// The capacity option type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_option_type: Option<CapacityOptionType>,
+    /// Determines whether tags are propagated to the instance metadata service (IMDS) for Amazon EC2 instances launched by the Managed Instances capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_metadata_tags_propagation: Option<bool>,
+    /// The instance requirements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_requirements: Option<InstanceRequirementsRequest>,
+    /// Determines whether to enable FIPS 140-2 validated cryptographic modules on EC2 instances launched by the capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fips_enabled: Option<bool>,
+    /// Capacity reservation specifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_reservations: Option<CapacityReservationRequest>,
+}
+
+/// The network configuration for Amazon ECS Managed Instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedInstancesNetworkConfiguration {
+    /// The list of subnet IDs where Amazon ECS can launch Amazon ECS Managed Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<Vec<String>>,
+    /// The list of security group IDs to apply to Amazon ECS Managed Instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+}
+
+/// The storage configuration for Amazon ECS Managed Instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedInstancesStorageConfiguration {
+    /// The size of the data volume.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_size_gi_b: Option<i32>,
+}
+
+/// The local storage configuration for Amazon ECS Managed Instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedInstancesLocalStorageConfiguration {
+    /// Use instance store volumes for data storage when available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_local_storage: Option<bool>,
+}
+
+/// The instance requirements.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRequirementsRequest {
+    /// The minimum and maximum number of vCPUs for the instance types.
+    pub v_cpu_count: VCpuCountRangeRequest,
+    /// The minimum and maximum amount of memory in mebibytes (MiB) for the instance types.
+    pub memory_mi_b: MemoryMiBRequest,
+    /// The CPU manufacturers to include or exclude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
+    /// The minimum and maximum amount of memory per vCPU in gibibytes (GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
+    /// The instance types to exclude from selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_instance_types: Option<Vec<String>>,
+    /// The instance generations to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_generations: Option<Vec<InstanceGeneration>>,
+    /// The maximum price for Spot instances as a percentage over the lowest priced On-Demand instance.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_max_price_percentage_over_lowest_price: Option<i32>,
+    /// The price protection threshold for On-Demand Instances, as a percentage higher than an identified On-Demand price.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
+    /// Indicates whether to include bare metal instance types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bare_metal: Option<BareMetal>,
+    /// Indicates whether to include burstable performance instance types (T2, T3, T3a, T4g).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burstable_performance: Option<BurstablePerformance>,
+    /// Indicates whether the instance types must support hibernation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_hibernate_support: Option<bool>,
+    /// The minimum and maximum number of network interfaces for the instance types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface_count: Option<NetworkInterfaceCountRequest>,
+    /// Indicates whether to include instance types with local storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_storage: Option<LocalStorage>,
+    /// The local storage types to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_storage_types: Option<Vec<LocalStorageType>>,
+    /// The minimum and maximum total local storage in gigabytes (GB) for instance types with local storage.
+    #[serde(rename = "totalLocalStorageGB")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
+    /// The minimum and maximum baseline Amazon EBS bandwidth in megabits per second (Mbps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
+    /// The accelerator types to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_types: Option<Vec<AcceleratorType>>,
+    /// The minimum and maximum number of accelerators for the instance types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_count: Option<AcceleratorCountRequest>,
+    /// The accelerator manufacturers to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
+    /// The specific accelerator names to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_names: Option<Vec<AcceleratorName>>,
+    /// The minimum and maximum total accelerator memory in mebibytes (MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
+    /// The minimum and maximum network bandwidth in gigabits per second (Gbps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
+    /// The instance types to include in the selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_instance_types: Option<Vec<String>>,
+    /// The maximum price for Spot instances as a percentage of the optimal On-Demand price.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
+}
+
+/// The minimum and maximum number of vCPUs for the instance types.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VCpuCountRangeRequest {
+    /// The minimum number of vCPUs.
+    #[schemars(range(min = 0))]
+    pub min: i32,
+    /// The maximum number of vCPUs.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum amount of memory in mebibytes (MiB) for the instance types.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryMiBRequest {
+    /// The minimum amount of memory in MiB.
+    #[schemars(range(min = 0))]
+    pub min: i32,
+    /// The maximum amount of memory in MiB.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum amount of memory per vCPU in gibibytes (GiB).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryGiBPerVCpuRequest {
+    /// The minimum amount of memory per vCPU in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The maximum amount of memory per vCPU in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// The minimum and maximum number of network interfaces for the instance types.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterfaceCountRequest {
+    /// The minimum number of network interfaces.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+    /// The maximum number of network interfaces.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum total local storage in gigabytes (GB) for instance types with local storage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TotalLocalStorageGBRequest {
+    /// The minimum total local storage in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The maximum total local storage in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// The minimum and maximum baseline Amazon EBS bandwidth in megabits per second (Mbps).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineEbsBandwidthMbpsRequest {
+    /// The minimum baseline Amazon EBS bandwidth in Mbps.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+    /// The maximum baseline Amazon EBS bandwidth in Mbps.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum number of accelerators for the instance types.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorCountRequest {
+    /// The minimum number of accelerators.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+    /// The maximum number of accelerators.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum total accelerator memory in mebibytes (MiB).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceleratorTotalMemoryMiBRequest {
+    /// The minimum total accelerator memory in MiB.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i32>,
+    /// The maximum total accelerator memory in MiB.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
+}
+
+/// The minimum and maximum network bandwidth in gigabits per second (Gbps).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBandwidthGbpsRequest {
+    /// The minimum network bandwidth in Gbps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The maximum network bandwidth in Gbps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Capacity reservation specifications.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityReservationRequest {
+    /// The ARN of the Capacity Reservation resource group in which to run the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_group_arn: Option<String>,
+    /// The preference on when capacity reservations should be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_preference: Option<CapacityReservationPreference>,
+}
+
+/// Defines how Amazon ECS Managed Instances optimizes the infrastastructure in your capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InfrastructureOptimization {
+    /// This parameter defines the number of seconds Amazon ECS Managed Instances waits before optimizing EC2 instances that have become idle or underutilized.
+    #[schemars(range(min = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_in_after: Option<i32>,
+}
+
+/// The auto repair configuration for the Amazon ECS Managed Instances capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRepairConfiguration {
+    /// The status of auto repair actions for the capacity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_status: Option<AutoRepairActionsStatus>,
+}
+
+/// Values ECS accepts for AcceleratorManufacturer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcceleratorManufacturer {
+    #[serde(rename = "amazon-web-services")]
+    AmazonWebServices,
+    #[serde(rename = "amd")]
+    Amd,
+    #[serde(rename = "nvidia")]
+    Nvidia,
+    #[serde(rename = "xilinx")]
+    Xilinx,
+    #[serde(rename = "habana")]
+    Habana,
+}
+impl AcceleratorManufacturer {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AmazonWebServices => "amazon-web-services",
+            Self::Amd => "amd",
+            Self::Nvidia => "nvidia",
+            Self::Xilinx => "xilinx",
+            Self::Habana => "habana",
+        }
+    }
+}
+
+/// Values ECS accepts for AcceleratorName.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcceleratorName {
+    #[serde(rename = "a100")]
+    A100,
+    #[serde(rename = "inferentia")]
+    Inferentia,
+    #[serde(rename = "k520")]
+    K520,
+    #[serde(rename = "k80")]
+    K80,
+    #[serde(rename = "m60")]
+    M60,
+    #[serde(rename = "radeon-pro-v520")]
+    RadeonProV520,
+    #[serde(rename = "t4")]
+    T4,
+    #[serde(rename = "vu9p")]
+    Vu9p,
+    #[serde(rename = "v100")]
+    V100,
+    #[serde(rename = "a10g")]
+    A10g,
+    #[serde(rename = "h100")]
+    H100,
+    #[serde(rename = "t4g")]
+    T4g,
+    #[serde(rename = "l40s")]
+    L40s,
+    #[serde(rename = "l4")]
+    L4,
+}
+impl AcceleratorName {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::A100 => "a100",
+            Self::Inferentia => "inferentia",
+            Self::K520 => "k520",
+            Self::K80 => "k80",
+            Self::M60 => "m60",
+            Self::RadeonProV520 => "radeon-pro-v520",
+            Self::T4 => "t4",
+            Self::Vu9p => "vu9p",
+            Self::V100 => "v100",
+            Self::A10g => "a10g",
+            Self::H100 => "h100",
+            Self::T4g => "t4g",
+            Self::L40s => "l40s",
+            Self::L4 => "l4",
+        }
+    }
+}
+
+/// Values ECS accepts for AcceleratorType.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AcceleratorType {
+    #[serde(rename = "gpu")]
+    Gpu,
+    #[serde(rename = "fpga")]
+    Fpga,
+    #[serde(rename = "inference")]
+    Inference,
+}
+impl AcceleratorType {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Gpu => "gpu",
+            Self::Fpga => "fpga",
+            Self::Inference => "inference",
+        }
+    }
+}
+
 /// Specifies whether a resource is publicly accessible from the internet or private to a VPC.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccessType {
@@ -1786,6 +2264,24 @@ impl AssignPublicIp {
     }
 }
 
+/// The status of auto repair actions for the capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AutoRepairActionsStatus {
+    #[serde(rename = "ENABLED")]
+    Enabled,
+    #[serde(rename = "DISABLED")]
+    Disabled,
+}
+impl AutoRepairActionsStatus {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Enabled => "ENABLED",
+            Self::Disabled => "DISABLED",
+        }
+    }
+}
+
 /// Indicates whether to use Availability Zone rebalancing for the service.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AvailabilityZoneRebalancing {
@@ -1804,6 +2300,48 @@ impl AvailabilityZoneRebalancing {
     }
 }
 
+/// Indicates whether to include bare metal instance types.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BareMetal {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl BareMetal {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+}
+
+/// Indicates whether to include burstable performance instance types (T2, T3, T3a, T4g).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BurstablePerformance {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl BurstablePerformance {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+}
+
 /// The CPU architecture.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CPUArchitecture {
@@ -1818,6 +2356,48 @@ impl CPUArchitecture {
         match self {
             Self::X8664 => "X86_64",
             Self::Arm64 => "ARM64",
+        }
+    }
+}
+
+/// The capacity option type.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapacityOptionType {
+    #[serde(rename = "ON_DEMAND")]
+    OnDemand,
+    #[serde(rename = "SPOT")]
+    Spot,
+    #[serde(rename = "RESERVED")]
+    Reserved,
+}
+impl CapacityOptionType {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::OnDemand => "ON_DEMAND",
+            Self::Spot => "SPOT",
+            Self::Reserved => "RESERVED",
+        }
+    }
+}
+
+/// The preference on when capacity reservations should be used.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapacityReservationPreference {
+    #[serde(rename = "RESERVATIONS_ONLY")]
+    ReservationsOnly,
+    #[serde(rename = "RESERVATIONS_FIRST")]
+    ReservationsFirst,
+    #[serde(rename = "RESERVATIONS_EXCLUDED")]
+    ReservationsExcluded,
+}
+impl CapacityReservationPreference {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ReservationsOnly => "RESERVATIONS_ONLY",
+            Self::ReservationsFirst => "RESERVATIONS_FIRST",
+            Self::ReservationsExcluded => "RESERVATIONS_EXCLUDED",
         }
     }
 }
@@ -1881,6 +2461,27 @@ impl ContainerCondition {
             Self::Complete => "COMPLETE",
             Self::Success => "SUCCESS",
             Self::Healthy => "HEALTHY",
+        }
+    }
+}
+
+/// Values ECS accepts for CpuManufacturer.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuManufacturer {
+    #[serde(rename = "intel")]
+    Intel,
+    #[serde(rename = "amd")]
+    Amd,
+    #[serde(rename = "amazon-web-services")]
+    AmazonWebServices,
+}
+impl CpuManufacturer {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Intel => "intel",
+            Self::Amd => "amd",
+            Self::AmazonWebServices => "amazon-web-services",
         }
     }
 }
@@ -2146,6 +2747,24 @@ impl GatewayConnectorHealthCheckProtocol {
     }
 }
 
+/// Values ECS accepts for InstanceGeneration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InstanceGeneration {
+    #[serde(rename = "current")]
+    Current,
+    #[serde(rename = "previous")]
+    Previous,
+}
+impl InstanceGeneration {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Previous => "previous",
+        }
+    }
+}
+
 /// The IPC resource namespace to use for the containers in the task.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IpcMode {
@@ -2191,6 +2810,45 @@ impl LaunchType {
     }
 }
 
+/// Indicates whether to include instance types with local storage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LocalStorage {
+    #[serde(rename = "included")]
+    Included,
+    #[serde(rename = "required")]
+    Required,
+    #[serde(rename = "excluded")]
+    Excluded,
+}
+impl LocalStorage {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Included => "included",
+            Self::Required => "required",
+            Self::Excluded => "excluded",
+        }
+    }
+}
+
+/// Values ECS accepts for LocalStorageType.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LocalStorageType {
+    #[serde(rename = "hdd")]
+    Hdd,
+    #[serde(rename = "ssd")]
+    Ssd,
+}
+impl LocalStorageType {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Hdd => "hdd",
+            Self::Ssd => "ssd",
+        }
+    }
+}
+
 /// The log driver to use for the container.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogDriver {
@@ -2223,6 +2881,78 @@ impl LogDriver {
             Self::Awslogs => "awslogs",
             Self::Splunk => "splunk",
             Self::Awsfirelens => "awsfirelens",
+        }
+    }
+}
+
+/// The managed draining option for the Auto Scaling group capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ManagedDraining {
+    #[serde(rename = "ENABLED")]
+    Enabled,
+    #[serde(rename = "DISABLED")]
+    Disabled,
+}
+impl ManagedDraining {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Enabled => "ENABLED",
+            Self::Disabled => "DISABLED",
+        }
+    }
+}
+
+/// CloudWatch provides two categories of monitoring: basic monitoring and detailed monitoring.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ManagedInstancesMonitoringOptions {
+    #[serde(rename = "BASIC")]
+    Basic,
+    #[serde(rename = "DETAILED")]
+    Detailed,
+}
+impl ManagedInstancesMonitoringOptions {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Basic => "BASIC",
+            Self::Detailed => "DETAILED",
+        }
+    }
+}
+
+/// Determines whether to use managed scaling for the capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ManagedScalingStatus {
+    #[serde(rename = "ENABLED")]
+    Enabled,
+    #[serde(rename = "DISABLED")]
+    Disabled,
+}
+impl ManagedScalingStatus {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Enabled => "ENABLED",
+            Self::Disabled => "DISABLED",
+        }
+    }
+}
+
+/// The managed termination protection setting to use for the Auto Scaling group capacity provider.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ManagedTerminationProtection {
+    #[serde(rename = "ENABLED")]
+    Enabled,
+    #[serde(rename = "DISABLED")]
+    Disabled,
+}
+impl ManagedTerminationProtection {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Enabled => "ENABLED",
+            Self::Disabled => "DISABLED",
         }
     }
 }
@@ -2346,6 +3076,24 @@ impl PlacementStrategyType {
             Self::Random => "random",
             Self::Spread => "spread",
             Self::Binpack => "binpack",
+        }
+    }
+}
+
+/// Specifies whether to propagate tags from the capacity provider to the Amazon ECS Managed Instances.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PropagateMITags {
+    #[serde(rename = "CAPACITY_PROVIDER")]
+    CapacityProvider,
+    #[serde(rename = "NONE")]
+    None,
+}
+impl PropagateMITags {
+    /// The value as ECS spells it on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::CapacityProvider => "CAPACITY_PROVIDER",
+            Self::None => "NONE",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! document for `aws ecs ... --cli-input-json` pastes in unchanged; the few fields that only
 //! make sense in Kubernetes (references, region, deletion policy) sit beside it.
 
+pub mod capacity_provider;
 pub mod cluster;
 pub mod ecs_types;
 pub mod schedule;
@@ -15,6 +16,7 @@ pub mod task_definition;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+pub use capacity_provider::{EcsCapacityProvider, EcsCapacityProviderSpec, EcsCapacityProviderStatus};
 pub use cluster::{EcsCluster, EcsClusterSpec, EcsClusterStatus};
 pub use schedule::{EcsTaskSchedule, EcsTaskScheduleSpec, EcsTaskScheduleStatus};
 pub use service::{EcsService, EcsServiceSpec, EcsServiceStatus};
@@ -33,6 +35,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         EcsService::crd(),
         EcsTask::crd(),
         EcsTaskSchedule::crd(),
+        EcsCapacityProvider::crd(),
     ]
 }
 

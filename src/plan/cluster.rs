@@ -6,6 +6,7 @@
 //! tags in place (by the shared tag code). The name never changes. Ready means ACTIVE with
 //! its capacity provider attachments settled.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::Cluster;
@@ -97,11 +98,17 @@ pub fn writes(plan: &Plan, name: &str) -> Vec<Write> {
 
 /// Decides what to do about the cluster `observed` (None when ECS has none, or only an
 /// INACTIVE one) for the spec, given the status of the last pass.
+///
+/// `scoped` names the Managed Instances providers of this cluster: ECS attaches them when
+/// they are created and refuses them in PutClusterCapacityProviders ("Cannot associate
+/// Managed Instances capacity provider to clusters using this API", terraform-provider-aws
+/// #44783), so they are neither sent nor counted as a difference.
 pub fn plan(
     spec: &CreateClusterInput,
     name: &str,
     observed: Option<&Cluster>,
     last: &EcsClusterStatus,
+    scoped: &BTreeSet<String>,
 ) -> Result<Plan, WireError> {
     // DescribeClusters reports a deleted cluster INACTIVE for a while: it is gone.
     let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) else {
@@ -109,8 +116,19 @@ pub fn plan(
         input.cluster_name = Some(name.to_string());
         return Ok(Plan::Create(Box::new(input)));
     };
-    let observed: Value = from_sdk(cluster)?;
-    let desired = serde_json::to_value(spec).map_err(|e| WireError::Encode("cluster", e))?;
+    let mut observed: Value = from_sdk(cluster)?;
+    let mut desired = serde_json::to_value(spec).map_err(|e| WireError::Encode("cluster", e))?;
+    for providers in [
+        desired.get_mut("capacityProviders"),
+        observed.get_mut("capacityProviders"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(names) = providers.as_array_mut() {
+            names.retain(|n| n.as_str().is_none_or(|n| !scoped.contains(n)));
+        }
+    }
     let mut update = Update::default();
     if let Some(settings) = desired.get("settings")
         && !settings_match(settings, &observed["settings"])
@@ -162,6 +180,24 @@ pub fn plan(
         return Ok(Plan::InSync);
     }
     Ok(Plan::Update(update))
+}
+
+/// The providers ECS attaches to `cluster` that the spec neither lists nor knows to be the
+/// cluster's own Managed Instances providers (`scoped`): before a PutClusterCapacityProviders
+/// would detach them, the executor asks ECS what they are. Empty when the spec leaves the
+/// list alone.
+pub fn unexplained(spec: &CreateClusterInput, cluster: &Cluster, scoped: &BTreeSet<String>) -> Vec<String> {
+    let Some(listed) = &spec.capacity_providers else {
+        return vec![];
+    };
+    cluster
+        .capacity_providers()
+        .iter()
+        .filter(|name| !listed.contains(name) && !scoped.contains(*name))
+        // NB: the Fargate providers are never Managed Instances ones.
+        .filter(|name| !matches!(name.as_str(), "FARGATE" | "FARGATE_SPOT"))
+        .cloned()
+        .collect()
 }
 
 fn change(field: &str, from: &Value, to: &Value) -> Change {
@@ -319,6 +355,9 @@ mod tests {
         plan: Value,
         #[serde(default)]
         ready: Option<String>,
+        /// The cluster's own Managed Instances providers.
+        #[serde(default)]
+        scoped: Value,
     }
 
     #[test]
@@ -331,7 +370,8 @@ mod tests {
                 .expect("a DescribeClusters answer");
             let observed = answer.clusters().first();
             let last: EcsClusterStatus = serde_json::from_value(case.status.clone()).unwrap_or_default();
-            let plan = plan(&spec, "prod", observed, &last).expect("a plan");
+            let scoped: BTreeSet<String> = serde_json::from_value(case.scoped.clone()).unwrap_or_default();
+            let plan = plan(&spec, "prod", observed, &last, &scoped).expect("a plan");
             let mut summary = plan.summary();
             if let Some(fields) = summary.as_object_mut() {
                 fields.retain(|_, v| !v.is_null());

@@ -4,6 +4,7 @@
 //! the same planner answers "what would applying this do", so prediction and action agree.
 //! Each ECS rule a planner applies sits beside the line that applies it, citing the API.
 
+pub mod capacity_provider;
 pub mod cluster;
 pub mod schedule;
 pub mod service;

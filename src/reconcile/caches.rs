@@ -9,7 +9,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use tokio::sync::watch;
 
 use super::Managed;
-use crate::api::{EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule};
+use crate::api::{EcsCapacityProvider, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule};
 
 /// How many objects a slow subscriber may lag behind its watch before the watch waits.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -65,6 +65,8 @@ pub struct Caches {
     pub tasks: Cache<EcsTask>,
     /// EcsTaskSchedules.
     pub schedules: Cache<EcsTaskSchedule>,
+    /// EcsCapacityProviders.
+    pub capacity_providers: Cache<EcsCapacityProvider>,
     synced: (watch::Sender<bool>, watch::Receiver<bool>),
 }
 
@@ -83,6 +85,7 @@ impl Caches {
             services: Cache::new(n),
             tasks: Cache::new(n),
             schedules: Cache::new(n),
+            capacity_providers: Cache::new(n),
             synced: watch::channel(false),
         }
     }

@@ -5,20 +5,24 @@
 //! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
 //! still holds services or tasks in the cluster.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
 use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
 use aws_sdk_ecs::operation::update_cluster::UpdateClusterInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{Cluster, ClusterField};
-use kube::ResourceExt;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use super::capacity_provider::{MANAGED_INSTANCES, managed_instances_of};
 use super::observations::{Observations, observe_in_batches};
-use super::{Context, Error, Managed, Note, Outcome, claim, not_in_ecs};
+use super::references::{ArnAndRegion, Waiting, reference_changes, referenced};
+use super::{Context, Error, LabelSelector, Managed, Note, Outcome, claim, not_in_ecs, selects};
 use crate::api::ecs_types::CreateClusterInput;
-use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
+use crate::api::{CommonStatus, DeletionPolicy, EcsCapacityProvider, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_changes, tag_map};
@@ -38,7 +42,148 @@ const BLOCKING: &[&str] = &[
     "UpdateInProgressException",
 ];
 
+/// The EcsCluster controller, also woken when an EcsCapacityProvider it lists in
+/// capacityProviderRefs becomes usable (or stops being), so it is attached at once.
+pub fn controller(
+    controller: Controller<EcsCluster>,
+    providers: ReflectHandle<EcsCapacityProvider>,
+    selector: Option<LabelSelector>,
+) -> Controller<EcsCluster> {
+    let clusters = controller.store();
+    controller.watches_shared_stream(reference_changes(providers, provider_name), move |provider| {
+        clusters
+            .state()
+            .iter()
+            .filter(|c| c.namespace() == provider.namespace())
+            .filter(|c| {
+                let name = provider.meta().name.as_deref();
+                c.spec
+                    .capacity_provider_refs
+                    .iter()
+                    .any(|r| Some(r.name.as_str()) == name)
+            })
+            .filter(|c| selects(&selector, c.as_ref()))
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// What a cluster attaches a provider by: its ECS name, and its region.
+fn provider_name(provider: &EcsCapacityProvider) -> ArnAndRegion {
+    let status = provider.status.as_ref()?;
+    Some((status.name.clone()?, status.region.clone()))
+}
+
+/// The capacity providers a cluster's spec resolves to.
+pub struct Providers {
+    /// The spec with capacityProviderRefs resolved into capacityProviders; both lists left
+    /// unset (not touched) while a referenced provider is not Ready.
+    pub spec: CreateClusterInput,
+    /// The cluster's own Managed Instances providers: ECS attaches them itself.
+    pub scoped: BTreeSet<String>,
+    /// The providers attached because a reference names them (status keeps them, so that
+    /// removing the reference detaches them).
+    pub by_reference: Vec<String>,
+    /// Why the attachments wait, if they do.
+    pub waiting: Option<Waiting>,
+}
+
+impl Providers {
+    /// The spec as written, for a cluster without references.
+    pub fn as_written(spec: &CreateClusterInput) -> Self {
+        Self {
+            spec: spec.clone(),
+            scoped: BTreeSet::new(),
+            by_reference: vec![],
+            waiting: None,
+        }
+    }
+}
+
 impl EcsCluster {
+    /// The providers the spec asks for, its references resolved from the shared caches, and
+    /// the Managed Instances providers the EcsCapacityProviders of this region put in it.
+    pub fn providers(
+        &self,
+        ctx: &Context,
+        region: &str,
+        observed: Option<&Cluster>,
+        previous: &EcsClusterStatus,
+    ) -> Result<Providers, Error> {
+        let name = self.cluster_name();
+        let short = |c: &str| c.rsplit('/').next().unwrap_or(c).to_string();
+        let scoped = ctx
+            .caches
+            .capacity_providers
+            .all()
+            .iter()
+            .filter_map(|p| p.status.clone())
+            .filter(|s| s.provider_type.as_deref() == Some(MANAGED_INSTANCES) && s.region.as_deref() == Some(region))
+            .filter(|s| s.cluster.as_deref().map(short) == Some(name.clone()))
+            .filter_map(|s| s.name)
+            .collect();
+        let mut providers = Providers {
+            scoped,
+            ..Providers::as_written(&self.spec.cluster)
+        };
+        let Some(mut names) = self.named_providers(observed, previous) else {
+            return Ok(providers);
+        };
+        let namespace = self.namespace().unwrap_or_default();
+        for reference in &self.spec.capacity_provider_refs {
+            let found = ctx.caches.capacity_providers.get(&namespace, &reference.name);
+            match referenced(
+                found.as_deref(),
+                &reference.name,
+                region,
+                "WaitingForCapacityProvider",
+                provider_name,
+            )? {
+                Err(waiting) => {
+                    providers.spec.capacity_providers = None;
+                    providers.spec.default_capacity_provider_strategy = None;
+                    providers.by_reference = previous.attached_by_reference.clone();
+                    providers.waiting = Some(waiting);
+                    return Ok(providers);
+                }
+                Ok(provider) => {
+                    let kind = found.as_ref().and_then(|p| p.status.as_ref()?.provider_type.clone());
+                    if kind.as_deref() == Some(MANAGED_INSTANCES) {
+                        providers.scoped.insert(provider);
+                    } else {
+                        providers.by_reference.push(provider.clone());
+                        if !names.contains(&provider) {
+                            names.push(provider);
+                        }
+                    }
+                }
+            }
+        }
+        providers.spec.capacity_providers = Some(names);
+        Ok(providers)
+    }
+
+    /// The providers the cluster attaches besides its references: capacityProviders; when
+    /// the spec names none but attaches some by reference (or did), those ECS has minus the
+    /// ones attached by a reference the last pass resolved (a reference removed detaches its
+    /// provider, and nothing else is touched). None when the spec leaves the list alone.
+    pub fn named_providers(&self, observed: Option<&Cluster>, previous: &EcsClusterStatus) -> Option<Vec<String>> {
+        if let Some(names) = &self.spec.cluster.capacity_providers {
+            return Some(names.clone());
+        }
+        if self.spec.capacity_provider_refs.is_empty() && previous.attached_by_reference.is_empty() {
+            return None;
+        }
+        let attached = observed.map(Cluster::capacity_providers).unwrap_or_default();
+        Some(
+            attached
+                .iter()
+                .filter(|n| !previous.attached_by_reference.contains(n))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The cluster name: spec.clusterName, else metadata.name.
     pub fn cluster_name(&self) -> String {
         self.spec
@@ -64,9 +209,14 @@ impl EcsCluster {
     /// The writes applying the spec would make to the cluster ECS reported (`observed`),
     /// tags included: what `diff` prints and observe-only objects report as drift. An ECS
     /// cluster this object may not take over is the error apply would stall with.
-    pub fn preview(&self, observed: Option<&Cluster>, previous: &EcsClusterStatus) -> Result<Vec<Write>, Error> {
+    pub fn preview(
+        &self,
+        observed: Option<&Cluster>,
+        previous: &EcsClusterStatus,
+        providers: &Providers,
+    ) -> Result<Vec<Write>, Error> {
         let name = self.cluster_name();
-        let plan = planner::plan(&self.spec.cluster, &name, observed, previous)?;
+        let plan = planner::plan(&providers.spec, &name, observed, previous, &providers.scoped)?;
         let mut writes = planner::writes(&plan, &name);
         if let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) {
             let tags = sdk_tag_map(cluster.tags());
@@ -97,6 +247,8 @@ impl EcsCluster {
             registered_container_instances_count: Some(cluster.registered_container_instances_count()),
             service_connect_namespace: planner::namespace_record(&self.spec.cluster, cluster),
             attachments_status: cluster.attachments_status().map(str::to_owned),
+            capacity_providers: cluster.capacity_providers().to_vec(),
+            attached_by_reference: previous.attached_by_reference.clone(),
         }
     }
 }
@@ -131,7 +283,21 @@ impl Managed for EcsCluster {
         let mut events = vec![];
 
         let observed = self.observed(ctx, &ecs, &previous).await?;
-        let plan = planner::plan(&self.spec.cluster, &name, observed.as_ref(), &previous)?;
+        let mut providers = self.providers(ctx, &region, observed.as_ref(), &previous)?;
+        let mut plan = planner::plan(&providers.spec, &name, observed.as_ref(), &previous, &providers.scoped)?;
+        if let (Plan::Update(update), Some(cluster)) = (&plan, &observed)
+            && update.put_capacity_providers.is_some()
+        {
+            // NB: ECS attaches a Managed Instances provider to its cluster itself; one made
+            // outside this operator is found out here, before a write would fight it.
+            let unexplained = planner::unexplained(&providers.spec, cluster, &providers.scoped);
+            if !unexplained.is_empty() {
+                providers
+                    .scoped
+                    .extend(managed_instances_of(&ecs, &name, unexplained).await?);
+                plan = planner::plan(&providers.spec, &name, observed.as_ref(), &previous, &providers.scoped)?;
+            }
+        }
         let cluster = match (plan, observed) {
             (Plan::Create(input), _) => {
                 let cluster = create(&ecs, &input, &ownership_tags).await?;
@@ -154,7 +320,9 @@ impl Managed for EcsCluster {
                 // NB: tagging an adopted resource is part of adopting it, not a change to report.
                 fields.extend(retagged.filter(|_| adopted.is_none()));
                 events.extend(adopted);
-                events.extend(Note::changed(spec_changed, &fields));
+                // NB: a referenced provider attached once it is Ready was asked for too.
+                let resolved = providers.by_reference != previous.attached_by_reference;
+                events.extend(Note::changed(spec_changed || resolved, &fields));
                 cluster
             }
             (_, None) => {
@@ -162,8 +330,12 @@ impl Managed for EcsCluster {
             }
         };
 
-        let status = self.status_of(&cluster, region, &previous);
-        let state = planner::readiness(&name, &cluster);
+        let mut status = self.status_of(&cluster, region, &previous);
+        status.attached_by_reference = providers.by_reference;
+        let state = match (planner::readiness(&name, &cluster), providers.waiting) {
+            (State::Ready { .. }, Some(waiting)) => waiting.state(ctx.settings.resync_interval),
+            (state, _) => state,
+        };
         Ok(Outcome { status, state, events })
     }
 
@@ -172,7 +344,8 @@ impl Managed for EcsCluster {
         let name = self.cluster_name();
         let previous = self.status.clone().unwrap_or_default();
         let observed = self.observed(ctx, &ecs, &previous).await?;
-        let writes = self.preview(observed.as_ref(), &previous)?;
+        let providers = self.providers(ctx, &region, observed.as_ref(), &previous)?;
+        let writes = self.preview(observed.as_ref(), &previous, &providers)?;
         let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) else {
             return Ok(Outcome {
                 status: previous,
@@ -218,13 +391,13 @@ impl Managed for EcsCluster {
             )]);
         }
         let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
-        delete(&ecs, &arn, &name).await
+        delete(&ecs, &arn, &name, cluster.capacity_providers()).await
     }
 }
 
-/// DeleteCluster; [`Error::DeletionBlocked`], naming the services, while ECS refuses
-/// because the cluster still holds something.
-async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
+/// DeleteCluster; [`Error::DeletionBlocked`], naming the services or capacity providers,
+/// while ECS refuses because the cluster still holds something.
+async fn delete(ecs: &Ecs, arn: &str, name: &str, providers: &[String]) -> Result<Vec<Note>, Error> {
     match ecs
         .call("DeleteCluster", |c| c.delete_cluster().cluster(arn).send())
         .await
@@ -232,6 +405,18 @@ async fn delete(ecs: &Ecs, arn: &str, name: &str) -> Result<Vec<Note>, Error> {
         Ok(_) => Ok(vec![Note::normal("Deleted", format!("deleted cluster {name}"))]),
         Err(err) => match err {
             e if e.class == ErrorClass::NotFound => Ok(vec![]),
+            e if e.is("ClusterContainsCapacityProviderException") => {
+                let held: Vec<&str> = providers
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| !matches!(*p, "FARGATE" | "FARGATE_SPOT"))
+                    .collect();
+                Err(Error::DeletionBlocked(format!(
+                    "ECS still holds capacity providers in cluster {name}: {} (delete them first): {}",
+                    held.join(", "),
+                    e.message
+                )))
+            }
             e if BLOCKING.iter().any(|code| e.is(code)) => {
                 let services = service_names(ecs, arn).await?;
                 let held = if services.is_empty() {
@@ -383,7 +568,7 @@ mod tests {
                 .build()
         });
         let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&refuse, &services]));
-        match delete(&ecs, "arn:aws:ecs:us-east-1:1:cluster/prod", "prod").await {
+        match delete(&ecs, "arn:aws:ecs:us-east-1:1:cluster/prod", "prod", &[]).await {
             Err(Error::DeletionBlocked(message)) => assert!(message.contains("web"), "{message}"),
             other => panic!("expected DeletionBlocked, got {other:?}"),
         }
@@ -396,7 +581,7 @@ mod tests {
             .http_status(400, Some(ecs_error("ClusterNotFoundException", "Cluster not found.")))
             .build();
         let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&missing]));
-        assert!(delete(&ecs, "prod", "prod").await.expect("done").is_empty());
+        assert!(delete(&ecs, "prod", "prod", &[]).await.expect("done").is_empty());
     }
 
     #[tokio::test]
@@ -413,7 +598,7 @@ mod tests {
                 .times(5)
                 .build();
             let ecs = Ecs::unlimited(mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[&rule]));
-            let err = delete(&ecs, "prod", "prod").await.expect_err(code);
+            let err = delete(&ecs, "prod", "prod", &[]).await.expect_err(code);
             assert_eq!(err.is_terminal(), terminal, "{code}");
             assert_eq!(err.reason(), reason, "{code}");
             assert!(err.to_string().contains(code), "ECS's code reaches the user: {err}");

@@ -5,6 +5,7 @@
 //! observed; `cleanup` removes (or retains) the ECS resource. Everything else is here, once.
 
 mod caches;
+pub mod capacity_provider;
 pub mod cluster;
 mod conditions;
 pub mod events;
@@ -38,7 +39,8 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    CommonStatus, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule, ManagementOptions,
+    CommonStatus, EcsCapacityProvider, EcsCluster, EcsService, EcsTask, EcsTaskDefinition, EcsTaskSchedule,
+    ManagementOptions,
 };
 pub use crate::plan::State;
 
@@ -114,6 +116,7 @@ impl Context {
                 "EcsService",
                 "EcsTask",
                 "EcsTaskSchedule",
+                "EcsCapacityProvider",
             ]
             .into_iter()
             .map(|kind| (kind.to_string(), Arc::new(Semaphore::new(usize::from(n)))))
@@ -155,6 +158,8 @@ pub struct Observed {
     pub tasks: Observations<Vec<aws_sdk_ecs::types::Task>>,
     /// EcsTaskSchedule has no batched read (EventBridge Scheduler has none).
     pub schedules: Observations<()>,
+    /// DescribeCapacityProviders: the provider, or None when ECS has none.
+    pub capacity_providers: Observations<Option<aws_sdk_ecs::types::CapacityProvider>>,
 }
 
 /// Why a reconcile did not finish.
@@ -347,8 +352,8 @@ pub trait Managed:
 /// Runs the controllers of every kind until a shutdown signal, watching through `watches`
 /// (a client whose timeout suits a watch that may rightly stay quiet for minutes); marks
 /// `health` ready once every watch has listed its objects. Each kind is watched once per
-/// watched namespace; its store feeds its controller and, for clusters and task
-/// definitions, the reference triggers of the service and task controllers.
+/// watched namespace; its store feeds its controller and, for clusters, task definitions
+/// and capacity providers, the reference triggers of the controllers that refer to them.
 pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     // NB: every object is watched, whatever the label selector: a service may refer to a
     // cluster or task definition of another shard. Each controller reconciles only its
@@ -362,6 +367,7 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let mut service_writers = ctx.caches.services.take_writers();
     let mut task_writers = ctx.caches.tasks.take_writers();
     let mut schedule_writers = ctx.caches.schedules.take_writers();
+    let mut provider_writers = ctx.caches.capacity_providers.take_writers();
     for (i, scope) in ctx.caches.scopes.clone().iter().enumerate() {
         let [td_own, td_refs, td_task_refs, td_schedule_refs] = watch(
             api::<EcsTaskDefinition>(&watches, scope),
@@ -370,7 +376,13 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             &mut tasks,
             &mut synced,
         );
-        let [cluster_own, cluster_refs, cluster_task_refs, cluster_schedule_refs] = watch(
+        let [
+            cluster_own,
+            cluster_refs,
+            cluster_task_refs,
+            cluster_schedule_refs,
+            cluster_provider_refs,
+        ] = watch(
             api::<EcsCluster>(&watches, scope),
             &config,
             cluster_writers.remove(0),
@@ -398,8 +410,25 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             &mut tasks,
             &mut synced,
         );
+        let [provider_own, provider_cluster_refs] = watch(
+            api::<EcsCapacityProvider>(&watches, scope),
+            &config,
+            provider_writers.remove(0),
+            &mut tasks,
+            &mut synced,
+        );
         let task_definitions = controller(td_own, ctx.caches.task_definitions.store(i), &selector);
-        let clusters = controller(cluster_own, ctx.caches.clusters.store(i), &selector);
+        let clusters = cluster::controller(
+            controller(cluster_own, ctx.caches.clusters.store(i), &selector),
+            provider_cluster_refs,
+            selector.clone(),
+        );
+        let providers = capacity_provider::controller(
+            controller(provider_own, ctx.caches.capacity_providers.store(i), &selector),
+            cluster_provider_refs,
+            selector.clone(),
+        );
+        tasks.push(drive(providers, ctx.clone()).boxed());
         let services = service::controller(
             controller(service_own, ctx.caches.services.store(i), &selector),
             cluster_refs,

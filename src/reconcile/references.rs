@@ -124,7 +124,7 @@ pub fn resolve<K: Refers>(obj: &K, ctx: &Context, region: &str) -> Result<Result
 }
 
 /// An ARN in status, and the region it lives in.
-type ArnAndRegion = Option<(String, Option<String>)>;
+pub(crate) type ArnAndRegion = Option<(String, Option<String>)>;
 
 fn cluster_arn(cluster: &EcsCluster) -> ArnAndRegion {
     let status = cluster.status.as_ref()?;
@@ -140,7 +140,7 @@ fn task_definition_arn(td: &EcsTaskDefinition) -> ArnAndRegion {
 /// the start of a deletion. Not the rest of status: a cluster's task counts change with
 /// every task its services start, and waking each of its services for that cost one
 /// DescribeServices per service per change (14 per service while 1000 were created).
-fn reference_changes<K: Managed>(
+pub(crate) fn reference_changes<K: Managed>(
     objects: ReflectHandle<K>,
     arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static {
@@ -175,7 +175,7 @@ fn referencing<R: Managed, K: Resource>(
 /// for its current generation (a task definition about to register a new revision must not
 /// send a referrer to the old one), or why the referrer has to wait for it. It must live in
 /// the referrer's region.
-fn referenced<K: Managed>(
+pub(crate) fn referenced<K: Managed>(
     found: Option<&K>,
     name: &str,
     region: &str,

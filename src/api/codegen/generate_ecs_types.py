@@ -19,7 +19,7 @@ import sys
 import botocore
 import botocore.session
 
-ROOTS = ["RegisterTaskDefinition", "CreateService", "CreateCluster", "RunTask"]
+ROOTS = ["RegisterTaskDefinition", "CreateService", "CreateCluster", "RunTask", "CreateCapacityProvider"]
 
 # Members left out of the Kubernetes API, with the reason (also listed in README).
 EXCLUDED = {
@@ -28,6 +28,7 @@ EXCLUDED = {
     # In botocore's model but not yet in the pinned aws-sdk-ecs, so the operator could not send it.
     ("RegisterTaskDefinitionRequest", "trustedExecutionConfiguration"): "not in aws-sdk-ecs 1.157",
     ("GatewayConnector", "deregistrationDelay"): "not in aws-sdk-ecs 1.157",
+    ("InstanceLaunchTemplate", "nitroEnclavesEnabled"): "not in aws-sdk-ecs 1.157",
 }
 
 # Members the Kubernetes API treats as optional although ECS requires them, because the
@@ -36,6 +37,7 @@ OPTIONAL = {
     ("RegisterTaskDefinitionRequest", "family"),
     ("CreateServiceRequest", "serviceName"),
     ("RunTaskRequest", "taskDefinition"),
+    ("CreateCapacityProviderRequest", "name"),
 }
 
 # Members ECS rejects when absent although its model marks them optional; required here so
@@ -71,6 +73,10 @@ DOC_OVERRIDES = {
         "Cluster name or ARN; ECS's default cluster when neither this nor clusterRef is set.",
     ("RunTaskRequest", "taskDefinition"):
         "Task definition as family, family:revision or full ARN; exclusive with taskDefinitionRef.",
+    ("CreateCapacityProviderRequest", "name"):
+        "Name of the capacity provider; defaults to metadata.name. Immutable.",
+    ("CreateCapacityProviderRequest", "cluster"):
+        "The cluster (name) a Managed Instances provider belongs to; exclusive with clusterRef. Immutable.",
 }
 
 RUST_NAMES = {
@@ -78,6 +84,7 @@ RUST_NAMES = {
     "CreateServiceRequest": "CreateServiceInput",
     "CreateClusterRequest": "CreateClusterInput",
     "RunTaskRequest": "RunTaskInput",
+    "CreateCapacityProviderRequest": "CreateCapacityProviderInput",
 }
 
 KEYWORDS = {"type", "match", "ref", "async", "await", "move", "mod", "use", "in", "loop"}
