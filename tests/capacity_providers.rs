@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Operator, admin_client, calls_of, delete_namespace, ecs_calls, ecs_client, ecs_writes, event, gone, more_calls,
-    namespace, object, ready, wait_condition, wait_for,
+    Operator, admin_client, calls_of, delete_namespace, ecs_calls, ecs_client, ecs_writes, endpoint_control, event,
+    gone, more_calls, namespace, object, ready, wait_condition, wait_for,
 };
 use ecs_operator::api::{EcsCapacityProvider, EcsCluster, EcsService};
 use kube::api::{Api, DeleteParams};

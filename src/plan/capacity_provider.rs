@@ -60,6 +60,9 @@ pub enum Plan {
     Create(Box<CreateCapacityProviderInput>),
     /// UpdateCapacityProvider.
     Update(Update),
+    /// UpdateCapacityProvider once ECS has finished the create or update under way (it
+    /// answers UpdateInProgressException meanwhile).
+    UpdateWhenSettled(Update),
     /// ECS matches the spec.
     InSync,
     /// The provider in ECS differs in what only a new provider can change; why.
@@ -82,6 +85,7 @@ impl Plan {
         match self {
             Plan::Create(input) => json!({"action": "Create", "request": input}),
             Plan::Update(update) => json!({"action": "Update", "request": update.request}),
+            Plan::UpdateWhenSettled(update) => json!({"action": "UpdateWhenSettled", "request": update.request}),
             Plan::InSync => json!({"action": "InSync"}),
             Plan::Fixed(why) => json!({"action": "Fixed", "why": why}),
         }
@@ -92,7 +96,7 @@ impl Plan {
 pub fn writes(plan: &Plan, name: &str) -> Vec<Write> {
     match plan {
         Plan::Create(_) => vec![Write::new("CreateCapacityProvider", name, "no such capacity provider")],
-        Plan::Update(update) => {
+        Plan::Update(update) | Plan::UpdateWhenSettled(update) => {
             vec![Write::new("UpdateCapacityProvider", name, "").changing(update.changes.clone())]
         }
         Plan::InSync | Plan::Fixed(_) => vec![],
@@ -152,10 +156,21 @@ pub fn plan(
         .map(|member| (member.to_string(), updatable_part(member, &want[*member])))
         .filter(|(_, v)| !v.is_null())
         .collect();
-    Ok(Plan::Update(Update {
+    let update = Update {
         changes,
         request: Map::from_iter([(kind.to_string(), Value::Object(update))]),
-    }))
+    };
+    Ok(match busy(provider) {
+        true => Plan::UpdateWhenSettled(update),
+        false => Plan::Update(update),
+    })
+}
+
+/// True while ECS is creating, updating or deleting the provider.
+pub fn busy(provider: &CapacityProvider) -> bool {
+    let status = provider.status().map(|s| s.as_str()).unwrap_or_default();
+    let update = provider.update_status().map(|s| s.as_str()).unwrap_or_default();
+    matches!(status, "PROVISIONING" | "DEPROVISIONING") || update.ends_with("_IN_PROGRESS")
 }
 
 /// The part of a spec member UpdateCapacityProvider can send: the launch template without

@@ -279,6 +279,18 @@ impl Managed for EcsCapacityProvider {
                 let mut fields = vec![];
                 let provider = match plan {
                     Plan::Fixed(why) => return Err(Error::Invalid(why)),
+                    Plan::UpdateWhenSettled(_) => {
+                        let state = State::InProgress {
+                            reason: "WaitingForUpdate",
+                            message: format!(
+                                "capacity provider {name} is {}; the change waits until it is done",
+                                provider.update_status().map(|s| s.as_str()).unwrap_or("PROVISIONING")
+                            ),
+                            recheck: planner::PROVISIONING_RECHECK,
+                        };
+                        let status = self.status_of(ctx, &provider, region);
+                        return Ok(Outcome { status, state, events });
+                    }
                     Plan::Update(update) => {
                         fields = update.changes.iter().map(|c| c.field.clone()).collect();
                         self.update(&ecs, cluster.as_deref(), update.request).await?
