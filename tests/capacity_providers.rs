@@ -183,6 +183,22 @@ async fn two_kinds_of_provider_attach_change_in_place_carry_a_service_and_leave_
     )
     .await;
 
+    // A change while ECS is still updating waits for it instead of drawing
+    // UpdateInProgressException: one more UpdateCapacityProvider per change, no more.
+    endpoint_control("/_ecs_operator/provider-timing", json!({"seconds": 4}));
+    apply(&client, &ns, &asg_provider("asg", &asg, 60)).await;
+    wait_condition(&providers, "asg", "Reconciling", "True", Some("Updating"), 30).await;
+    apply(&client, &ns, &asg_provider("asg", &asg, 50)).await;
+    wait_condition(&providers, "asg", "Reconciling", "True", Some("WaitingForUpdate"), 30).await;
+    ready(&providers, "asg", 60).await;
+    endpoint_control("/_ecs_operator/provider-timing", json!({"seconds": 1}));
+    let seen = ecs_provider(&asg, None).await.expect("the ASG provider");
+    assert_eq!(
+        seen["autoScalingGroupProvider"]["managedScaling"]["targetCapacity"], 50,
+        "{seen}"
+    );
+    assert_eq!(calls_of(&ecs_calls(&ns), "UpdateCapacityProvider"), 4);
+
     // A service placed on the ASG provider.
     apply(
         &client,
