@@ -292,6 +292,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
             "ecs_v1alpha1_ecsservice.yaml",
             "ecs_v1alpha1_ecstask.yaml",
             "ecs_v1alpha1_ecstaskschedule.yaml",
+            "ecs_v1alpha1_ecscapacityprovider.yaml",
         ]
         .map(|f| std::fs::read_to_string(root().join("config/samples").join(f)).expect("sample"))
         .join("\n---\n"),
@@ -306,6 +307,7 @@ async fn kubectl_get_ecs_lists_all_kinds_and_scale_sets_desired_count() {
     assert_eq!(
         listed,
         [
+            "ecscapacityprovider.ecs.operator.dev/managed",
             "ecscluster.ecs.operator.dev/demo",
             "ecsservice.ecs.operator.dev/web",
             "ecstask.ecs.operator.dev/migrate",

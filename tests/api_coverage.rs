@@ -20,7 +20,20 @@ const LEFT_OUT: &[(&str, &str, &str)] = &[(
 
 /// Fields that exist only in the Kubernetes API, per kind.
 const KUBERNETES_ONLY: &[(&str, &[&str])] = &[
-    ("EcsCluster", &["region", "deletionPolicy", "adopt", "managementPolicy"]),
+    (
+        "EcsCluster",
+        &[
+            "region",
+            "deletionPolicy",
+            "adopt",
+            "managementPolicy",
+            "capacityProviderRefs",
+        ],
+    ),
+    (
+        "EcsCapacityProvider",
+        &["region", "deletionPolicy", "adopt", "managementPolicy", "clusterRef"],
+    ),
     (
         "EcsTaskDefinition",
         &[
@@ -189,6 +202,7 @@ fn crd_schemas_match_the_ecs_inputs_member_for_member() {
         ("EcsTaskDefinition", "RegisterTaskDefinitionInput"),
         ("EcsService", "CreateServiceInput"),
         ("EcsCluster", "CreateClusterInput"),
+        ("EcsCapacityProvider", "CreateCapacityProviderInput"),
     ] {
         let allowed = KUBERNETES_ONLY.iter().find(|(k, _)| *k == kind).expect("kind").1;
         compare(

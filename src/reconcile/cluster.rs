@@ -320,8 +320,13 @@ impl Managed for EcsCluster {
                 // NB: tagging an adopted resource is part of adopting it, not a change to report.
                 fields.extend(retagged.filter(|_| adopted.is_none()));
                 events.extend(adopted);
-                // NB: a referenced provider attached once it is Ready was asked for too.
-                let resolved = providers.by_reference != previous.attached_by_reference;
+                // NB: providers attached once a referenced one is Ready were asked for too.
+                let waited = previous
+                    .common
+                    .conditions
+                    .iter()
+                    .any(|c| c.reason == "WaitingForCapacityProvider");
+                let resolved = waited || providers.by_reference != previous.attached_by_reference;
                 events.extend(Note::changed(spec_changed || resolved, &fields));
                 cluster
             }

@@ -61,23 +61,23 @@ sg = ec2.create_security_group(GroupName="ecs-demo", Description="ecs-operator d
 print(subnet, sg)
 PY
 )
-echo "== applying config/samples: an EcsCluster, an EcsTaskDefinition, an EcsService, an EcsTask and an EcsTaskSchedule (subnet $subnet, security group $sg)"
+echo "== applying config/samples: an EcsCluster with an EcsCapacityProvider, an EcsTaskDefinition, an EcsService, an EcsTask and an EcsTaskSchedule (subnet $subnet, security group $sg)"
 kubectl kustomize config/samples \
   | sed -e "s/subnet-0123456789abcdef0/$subnet/" -e "/subnet-0fedcba9876543210/d" -e "s/sg-0123456789abcdef0/$sg/" \
   | kubectl apply -n "$ns" --server-side -f -
 
-echo "== waiting for all five to be Ready (the EcsTask once its migration completed)"
+echo "== waiting for all six to be Ready (the EcsTask once its migration completed)"
 ready=""
 for _ in $(seq 1 120); do
   operator_alive || fail "the operator exited"
   stalled=$(kubectl get ecs -n "$ns" -o jsonpath='{range .items[*]}{range .status.conditions[?(@.type=="Stalled")]}{.status}{"\n"}{end}{end}' | grep -c True || true)
   [ "$stalled" = "0" ] || fail "an object is Stalled"
-  if kubectl wait -n "$ns" --for=condition=Ready --timeout=1s ecscluster/demo ecstaskdefinition/web ecsservice/web ecstask/migrate ecstaskschedule/nightly-report >/dev/null 2>&1; then
+  if kubectl wait -n "$ns" --for=condition=Ready --timeout=1s ecscluster/demo ecstaskdefinition/web ecsservice/web ecstask/migrate ecstaskschedule/nightly-report ecscapacityprovider/managed >/dev/null 2>&1; then
     ready=yes
     break
   fi
 done
-[ -n "$ready" ] || fail "not all five were Ready within two minutes"
+[ -n "$ready" ] || fail "not all six were Ready within two minutes"
 
 echo; echo "== kubectl get ecs -o wide"
 kubectl get ecs -n "$ns" -o wide
@@ -89,6 +89,8 @@ import os, boto3
 ecs = boto3.client("ecs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
 c = ecs.describe_clusters(clusters=["demo"], include=["TAGS", "SETTINGS"])["clusters"][0]
 print(f"cluster {c['clusterName']}: {c['status']}, settings {c.get('settings')}, capacity providers {c.get('capacityProviders')}")
+for p in ecs.describe_capacity_providers(capacityProviders=["demo-managed"], cluster="demo")["capacityProviders"]:
+    print(f"capacity provider {p['name']}: {p['type']} in cluster {p.get('cluster')}, {p['status']} {p.get('updateStatus')}")
 td = ecs.describe_task_definition(taskDefinition="web", include=["TAGS"])
 t = td["taskDefinition"]
 print(f"task definition {t['family']}:{t['revision']}: {t['status']}, image {t['containerDefinitions'][0]['image']}")
