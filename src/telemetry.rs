@@ -57,6 +57,12 @@ struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLabels {
+    region: String,
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -89,6 +95,7 @@ pub struct Metrics {
     rate_limit_permits: Family<OperationLabels, Counter>,
     rate_limit_wait: Family<OperationLabels, Counter<f64>>,
     objects: Family<ObjectLabels, Gauge>,
+    ecs_rates: Family<RateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Each object's kind and Ready status, so that a change moves it between gauges.
     ready_by_uid: Mutex<HashMap<String, (String, String)>>,
 }
@@ -140,8 +147,15 @@ impl Metrics {
             "Objects by kind and Ready status (True, False, Unknown)",
             objects.clone(),
         );
+        let ecs_rates = Family::<RateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "ecs_rate_limit_per_second",
+            "The client-side rate limiter's current rate per ECS category and region: ECS's own, lower for a minute after ECS throttled",
+            ecs_rates.clone(),
+        );
         Self {
             registry,
+            ecs_rates,
             reconciles,
             reconcile_seconds,
             ecs_calls,
@@ -172,6 +186,16 @@ impl Metrics {
         };
         self.rate_limit_permits.get_or_create(&labels).inc();
         self.rate_limit_wait.get_or_create(&labels).inc_by(waited.as_secs_f64());
+    }
+
+    /// Records the rate a category of ECS calls is held to in a region.
+    pub fn ecs_rate(&self, region: &str, category: &str, per_second: f64) {
+        self.ecs_rates
+            .get_or_create(&RateLabels {
+                region: region.into(),
+                category: category.into(),
+            })
+            .set(per_second);
     }
 
     /// Counts one ECS API call attempt.

@@ -164,12 +164,23 @@ impl EcsClients {
         if let Some(ecs) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return ecs.clone();
         }
+        let metrics = self.metrics.clone();
+        let label = region.to_string();
+        let limiter = Arc::new(
+            RateLimiter::new(&self.limits).reporting(Box::new(move |category, rate| {
+                metrics.ecs_rate(&label, category.name(), rate)
+            })),
+        );
+        let count = || CountCalls {
+            metrics: self.metrics.clone(),
+            limiter: limiter.clone(),
+        };
         let mut config = aws_sdk_ecs::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
-            .interceptor(CountCalls(self.metrics.clone()));
+            .interceptor(count());
         let mut scheduler = aws_sdk_scheduler::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
-            .interceptor(CountCalls(self.metrics.clone()));
+            .interceptor(count());
         if let Some(role) = role {
             // NB: the provider caches the session and refreshes it before it expires.
             let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
@@ -185,7 +196,7 @@ impl EcsClients {
         let ecs = Ecs {
             scheduler: aws_sdk_scheduler::Client::from_conf(scheduler.build()),
             client: aws_sdk_ecs::Client::from_conf(config.build()),
-            limiter: Arc::new(RateLimiter::new(&self.limits)),
+            limiter,
             metrics: Some(self.metrics.clone()),
         };
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,8 +205,12 @@ impl EcsClients {
 }
 
 /// Counts every ECS call attempt (retries included: each is a call ECS throttles) by
-/// operation and outcome: success, throttled, or error.
-struct CountCalls(Arc<Metrics>);
+/// operation and outcome: success, throttled, or error; a throttled attempt also slows the
+/// limiter's bucket for that operation (see [`RateLimiter`]).
+struct CountCalls {
+    metrics: Arc<Metrics>,
+    limiter: Arc<RateLimiter>,
+}
 
 impl std::fmt::Debug for CountCalls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,7 +241,10 @@ impl Intercept for CountCalls {
             }
             _ => "error",
         };
-        self.0.ecs_call(operation, outcome);
+        if outcome == "throttled" {
+            self.limiter.throttled(operation, std::time::Instant::now());
+        }
+        self.metrics.ecs_call(operation, outcome);
         Ok(())
     }
 }

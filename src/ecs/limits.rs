@@ -199,18 +199,58 @@ impl fmt::Display for RateLimits {
     }
 }
 
+/// How much one throttle lowers a bucket's rate.
+const DECREASE: f64 = 0.5;
+/// The least share of its configured rate a bucket keeps, however often ECS throttles.
+const FLOOR_SHARE: f64 = 0.05;
+/// How long a lowered rate takes to climb back to the configured one without a throttle.
+pub const RECOVERY: Duration = Duration::from_secs(60);
+/// Throttles closer together than this are one: the answers to one burst ECS refused.
+const SAME_THROTTLE: Duration = Duration::from_secs(1);
+
+/// Reports a category's current rate (calls per second), e.g. to /metrics.
+pub type RateReport = Box<dyn Fn(Category, f64) + Send + Sync>;
+
 /// The buckets of one account and region, shared by every object and kind that calls it.
-#[derive(Debug)]
+///
+/// Adaptive: ECS's buckets belong to the account and region, and other tools spend them
+/// too. When ECS throttles a call despite the client-side bucket, that bucket's rate is
+/// halved (down to 5% of its configured rate, once per second at most) and its tokens
+/// spent; without throttles it climbs back linearly, to the configured rate (never above)
+/// within a minute.
 pub struct RateLimiter {
     buckets: BTreeMap<Category, Mutex<Bucket>>,
+    report: Option<RateReport>,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("buckets", &self.buckets)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
 struct Bucket {
     limit: Limit,
+    /// Calls per second now: the limit's, or less after ECS throttled.
+    rate: f64,
     /// May go below zero: each waiter reserves its token, so waiters are served in order.
     tokens: f64,
     refilled: Instant,
+    last_throttle: Option<Instant>,
+}
+
+impl Bucket {
+    /// Refills the tokens at the current rate and lets the rate recover, up to `now`.
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(f64::from(self.limit.burst));
+        let recovered = self.limit.per_second * elapsed / RECOVERY.as_secs_f64();
+        self.rate = (self.rate + recovered).min(self.limit.per_second);
+        self.refilled = now.max(self.refilled);
+    }
 }
 
 impl RateLimiter {
@@ -223,13 +263,24 @@ impl RateLimiter {
             .map(|(c, limit)| {
                 let bucket = Bucket {
                     limit,
+                    rate: limit.per_second,
                     tokens: f64::from(limit.burst),
                     refilled: now,
+                    last_throttle: None,
                 };
                 (c, Mutex::new(bucket))
             })
             .collect();
-        Self { buckets }
+        Self { buckets, report: None }
+    }
+
+    /// The same limiter, reporting each category's rate when it changes (and now).
+    pub fn reporting(mut self, report: RateReport) -> Self {
+        for (category, bucket) in &self.buckets {
+            report(*category, bucket.lock().unwrap_or_else(|p| p.into_inner()).rate);
+        }
+        self.report = Some(report);
+        self
     }
 
     /// Takes a token for one call of `operation`; returns how long the call had to wait.
@@ -243,18 +294,57 @@ impl RateLimiter {
 
     /// Reserves a token at `now`: how long until it may be used.
     fn reserve(&self, operation: &str, now: Instant) -> Duration {
-        let Some(bucket) = Category::of(operation).and_then(|c| self.buckets.get(&c)) else {
+        let Some((category, bucket)) = self.bucket(operation) else {
             return Duration::ZERO;
         };
         let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * bucket.limit.per_second).min(f64::from(bucket.limit.burst));
-        bucket.refilled = now.max(bucket.refilled);
+        let before = bucket.rate;
+        bucket.refill(now);
+        if bucket.rate != before {
+            self.reported(category, bucket.rate);
+        }
         bucket.tokens -= 1.0;
         if bucket.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-bucket.tokens / bucket.limit.per_second)
+            Duration::from_secs_f64(-bucket.tokens / bucket.rate)
+        }
+    }
+
+    /// ECS throttled a call of `operation` at `now`: someone else spends the account's
+    /// budget too, so this bucket slows down (see [`RateLimiter`]).
+    pub fn throttled(&self, operation: &str, now: Instant) {
+        let Some((category, bucket)) = self.bucket(operation) else {
+            return;
+        };
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        if bucket
+            .last_throttle
+            .is_some_and(|at| now.saturating_duration_since(at) < SAME_THROTTLE)
+        {
+            return;
+        }
+        bucket.refill(now);
+        bucket.rate = (bucket.rate * DECREASE).max(bucket.limit.per_second * FLOOR_SHARE);
+        bucket.tokens = bucket.tokens.min(0.0);
+        bucket.last_throttle = Some(now);
+        self.reported(category, bucket.rate);
+    }
+
+    /// The current rate of `category`, None when it is not limited.
+    pub fn rate(&self, category: Category) -> Option<f64> {
+        let bucket = self.buckets.get(&category)?;
+        Some(bucket.lock().unwrap_or_else(|p| p.into_inner()).rate)
+    }
+
+    fn bucket(&self, operation: &str) -> Option<(Category, &Mutex<Bucket>)> {
+        let category = Category::of(operation)?;
+        Some((category, self.buckets.get(&category)?))
+    }
+
+    fn reported(&self, category: Category, rate: f64) {
+        if let Some(report) = &self.report {
+            report(category, rate);
         }
     }
 }
@@ -333,6 +423,40 @@ mod tests {
         assert!("service-read=0/1".parse::<RateLimits>().is_err());
         assert!("service-read=5".parse::<RateLimits>().is_err());
         assert_eq!(custom.to_string().parse::<RateLimits>(), Ok(custom));
+    }
+
+    #[test]
+    fn a_throttle_halves_the_rate_once_per_burst_and_a_clean_minute_restores_it() {
+        let limiter = RateLimiter::new(&RateLimits::default());
+        let start = Instant::now();
+        let rate = || limiter.rate(Category::ServiceRead).expect("limited");
+        assert_eq!(rate(), 20.0);
+        limiter.throttled("DescribeServices", start);
+        assert_eq!(rate(), 10.0);
+        // the rest of the same refused burst counts once
+        limiter.throttled("ListServices", start + Duration::from_millis(300));
+        assert_eq!(rate(), 10.0);
+        // the bucket was spent: the next call waits for a token at the lowered rate
+        assert_eq!(limiter.reserve("DescribeServices", start).as_millis(), 100);
+        limiter.throttled("DescribeServices", start + Duration::from_secs(2));
+        assert!((rate() - 5.0).abs() < 0.5, "{}", rate());
+        // other categories keep their rate
+        assert_eq!(limiter.rate(Category::ServiceModify), Some(5.0));
+        // half a minute without a throttle: half way back; a minute: all the way, not beyond
+        limiter.reserve("DescribeServices", start + Duration::from_secs(32));
+        assert!((rate() - 15.0).abs() < 0.5, "{}", rate());
+        limiter.reserve("DescribeServices", start + Duration::from_secs(600));
+        assert_eq!(rate(), 20.0);
+    }
+
+    #[test]
+    fn throttles_never_lower_a_rate_below_a_twentieth() {
+        let limiter = RateLimiter::new(&RateLimits::default());
+        let start = Instant::now();
+        for second in 0..20 {
+            limiter.throttled("CreateService", start + Duration::from_secs(second * 2));
+        }
+        assert_eq!(limiter.rate(Category::ServiceModify), Some(0.25));
     }
 
     #[test]

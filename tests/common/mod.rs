@@ -341,6 +341,26 @@ pub fn ecs_calls(namespace: &str) -> BTreeMap<String, u64> {
     serde_json::from_str(&body).expect("counts JSON")
 }
 
+/// What the endpoint's ECS buckets (tests/testenv/ecs_buckets.py) refused of a client: calls
+/// throttled by operation, and the neighbour's attempts and throttles by category.
+pub fn ecs_buckets(client: &str) -> serde_json::Value {
+    let endpoint = test_bed().ecs_endpoint().trim_start_matches("http://").to_string();
+    let body = http_get_from(&endpoint, &format!("/_ecs_operator/buckets?client={client}"));
+    serde_json::from_str(&body).expect("buckets JSON")
+}
+
+/// An ECS client counted as `app_id` at the endpoint (the account the endpoint's buckets
+/// meter), making each call once: no SDK retries.
+pub fn ecs_client_as(app_id: &str) -> aws_sdk_ecs::Client {
+    let config = ecs_client()
+        .config()
+        .to_builder()
+        .app_name(aws_sdk_ecs::config::AppName::new(app_id.to_string()).expect("an app id"))
+        .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_ecs::Client::from_conf(config)
+}
+
 /// How often CreateService really created each service whose "cluster/name" starts with
 /// `prefix` (the endpoint answers a repeated clientToken without creating anything).
 pub fn services_created(prefix: &str) -> BTreeMap<String, u64> {

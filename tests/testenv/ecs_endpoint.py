@@ -18,6 +18,9 @@ for tests.
   service whose "cluster/name" starts with P (idempotent repeats are not creations).
 - `POST /_ecs_operator/timing`, `/inject`, `/broken` and `/lambda` steer strict_ecs (see
   there); `POST /_ecs_operator/provider-timing` strict_capacity.
+- `POST /_ecs_operator/buckets` enforces ECS's request throttling for a client (ecs_buckets.py),
+  optionally with a neighbour spending part of it; `GET /_ecs_operator/buckets?client=ID`
+  reports what was throttled.
 """
 import argparse
 import collections
@@ -31,6 +34,7 @@ from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_
 from werkzeug.serving import run_simple
 
 # NB: not named moto_*: moto reads an error class's module name to find its service.
+import ecs_buckets
 import strict_capacity
 import strict_ecs
 import strict_scheduler
@@ -48,6 +52,7 @@ CONTROLS = {
     "/_ecs_operator/task-answers": strict_tasks.delay_answers,
     "/_ecs_operator/forget-stopped-tasks": strict_tasks.forget_stopped,
     "/_ecs_operator/provider-timing": strict_capacity.set_provider_timing,
+    "/_ecs_operator/buckets": ecs_buckets.configure,
 }
 
 
@@ -79,6 +84,8 @@ class CallCounter:
             with self.lock:
                 kept = list(self.requests.get(key, []))
             return answer(start_response, "200 OK", kept)
+        if path == "/_ecs_operator/buckets" and environ.get("REQUEST_METHOD") == "GET":
+            return answer(start_response, "200 OK", ecs_buckets.report(query.get("client", [""])[0]))
         if path == "/_ecs_operator/created":
             prefix = query.get("prefix", [""])[0]
             with strict_ecs.LOCK:
@@ -103,6 +110,10 @@ class CallCounter:
                 self.counts[client][operation] += 1
                 if operation in KEPT_REQUESTS:
                     self.requests[(client, operation)].append(request)
+            if not ecs_buckets.admit(client, operation):
+                return answer(start_response, "400 Bad Request",
+                              {"__type": "ThrottlingException", "message": "Rate exceeded"},
+                              [("X-Amzn-ErrorType", "ThrottlingException")])
             fault = strict_ecs.injected_error(operation, request)
             if fault:
                 code, message = fault
