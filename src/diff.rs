@@ -25,7 +25,7 @@ use crate::plan::Write;
 use crate::plan::service::Desired;
 use crate::plan::task as task_planner;
 use crate::plan::task_definition as td_planner;
-use crate::reconcile::cluster::Providers;
+use crate::reconcile::attachments::{self, KnownProvider, Providers};
 use crate::reconcile::references::Refers;
 use crate::reconcile::{Error, capacity_provider, cluster, schedule, service};
 use crate::telemetry::Metrics;
@@ -321,8 +321,9 @@ impl Differ {
         Ok(arn.ok_or_else(|| format!("{kind} {name} does not exist or has no ARN yet")))
     }
 
-    /// A cluster's capacityProviderRefs resolved to ECS names, from the manifests' providers
-    /// first, then the live ones; Err when one is in neither.
+    /// A cluster's providers resolved as the controller resolves them, against the
+    /// manifests' EcsCapacityProviders (as they will be once made) and the live ones its
+    /// references name.
     async fn cluster_providers(
         &self,
         manifests: &Manifests,
@@ -330,14 +331,19 @@ impl Differ {
         observed: Option<&aws_sdk_ecs::types::Cluster>,
         previous: &crate::api::EcsClusterStatus,
     ) -> Result<Result<Providers, String>, kube::Error> {
-        let mut providers = Providers::as_written(&cluster.spec.cluster);
-        let Some(mut names) = cluster.named_providers(observed, previous) else {
-            return Ok(Ok(providers));
-        };
+        let mut known = vec![];
+        for provider in &manifests.capacity_providers {
+            let cluster = self.provider_cluster(manifests, provider).await?.ok().flatten();
+            known.push(KnownProvider::from_spec(provider, cluster));
+        }
         let namespace = cluster.namespace().unwrap_or_default();
         for reference in &cluster.spec.capacity_provider_refs {
-            let Some(provider) = self
-                .object::<EcsCapacityProvider>(&manifests.capacity_providers, &namespace, &reference.name)
+            let object = format!("{namespace}/{}", reference.name);
+            if known.iter().any(|p| p.object == object) {
+                continue;
+            }
+            let Some(live) = self
+                .object::<EcsCapacityProvider>(&[], &namespace, &reference.name)
                 .await?
             else {
                 return Ok(Err(format!(
@@ -345,16 +351,10 @@ impl Differ {
                     reference.name
                 )));
             };
-            match provider.spec.provider.managed_instances_provider {
-                Some(_) => {
-                    providers.scoped.insert(provider.provider_name());
-                }
-                None if names.contains(&provider.provider_name()) => {}
-                None => names.push(provider.provider_name()),
-            }
+            let cluster = self.provider_cluster(manifests, &live).await?.ok().flatten();
+            known.push(KnownProvider::from_spec(&live, cluster));
         }
-        providers.spec.capacity_providers = Some(names);
-        Ok(Ok(providers))
+        Ok(attachments::resolve(cluster, &known, observed, previous).map_err(|e| e.to_string()))
     }
 
     /// The cluster a Managed Instances provider belongs to, by name (its clusterRef resolved

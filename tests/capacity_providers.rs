@@ -321,3 +321,118 @@ async fn a_cluster_deleted_first_waits_for_its_managed_instances_provider() {
     assert!(ecs_provider(&mi, Some(&main)).await.is_none());
     delete_namespace(&client, &ns).await;
 }
+
+/// Another tool's Managed Instances provider in `cluster`, made behind the operator's back.
+async fn foreign_managed_instances_provider(name: &str, cluster: &str) {
+    let template = aws_sdk_ecs::types::InstanceLaunchTemplate::builder()
+        .ec2_instance_profile_arn("arn:aws:iam::123456789012:instance-profile/ecsInstanceRole")
+        .network_configuration(
+            aws_sdk_ecs::types::ManagedInstancesNetworkConfiguration::builder()
+                .subnets("subnet-0a1b2c3d")
+                .build(),
+        )
+        .build()
+        .expect("a launch template");
+    let config = aws_sdk_ecs::types::CreateManagedInstancesProviderConfiguration::builder()
+        .infrastructure_role_arn("arn:aws:iam::123456789012:role/ecsInfrastructureRole")
+        .instance_launch_template(template)
+        .build()
+        .expect("a Managed Instances provider");
+    ecs_client()
+        .create_capacity_provider()
+        .name(name)
+        .cluster(cluster)
+        .managed_instances_provider(config)
+        .send()
+        .await
+        .expect("create capacity provider");
+    wait_for("the other tool's provider ACTIVE", 30, || async {
+        ecs_provider(name, Some(cluster))
+            .await
+            .filter(|p| p["status"] == "ACTIVE")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_provider_named_rather_than_referred_to_is_waited_for() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "cp-named").await;
+    let providers: Api<EcsCapacityProvider> = Api::namespaced(client.clone(), &ns);
+    let clusters: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
+    let (spot, main) = (format!("{ns}-spot"), format!("{ns}-main"));
+    let _operator = Operator::start(&ns);
+    // The cluster first, naming a provider an EcsCapacityProvider makes a moment later.
+    let named = |providers: Value| {
+        object(
+            "EcsCluster",
+            "main",
+            json!({"clusterName": main, "capacityProviders": providers,
+                   "defaultCapacityProviderStrategy": [{"capacityProvider": spot, "weight": 1}]}),
+        )
+    };
+    apply(&client, &ns, &named(json!(["FARGATE", spot]))).await;
+    apply(&client, &ns, &asg_provider("spot", &spot, 100)).await;
+    ready(&providers, "spot", 60).await;
+    ready(&clusters, "main", 60).await;
+    assert_eq!(
+        ecs_attachments(&main).await,
+        (vec!["FARGATE".to_string(), spot.clone()], vec![spot.clone()])
+    );
+
+    // Another tool's Managed Instances provider appears in the cluster: a change of the list
+    // neither sends it (ECS would refuse) nor detaches it, and it is looked up once.
+    let foreign = format!("{ns}-foreign");
+    foreign_managed_instances_provider(&foreign, &main).await;
+    apply(&client, &ns, &named(json!(["FARGATE", "FARGATE_SPOT", spot]))).await;
+    let obj = ready(&clusters, "main", 60).await;
+    let status = obj.status.expect("status");
+    assert_eq!(status.managed_instances_providers, vec![foreign.clone()]);
+    let mut expected = vec![
+        "FARGATE".to_string(),
+        "FARGATE_SPOT".to_string(),
+        foreign.clone(),
+        spot.clone(),
+    ];
+    expected.sort();
+    assert_eq!(ecs_attachments(&main).await.0, expected);
+    let puts = calls_of(&ecs_calls(&ns), "PutClusterCapacityProviders");
+    more_calls(&ns, "DescribeClusters", 4).await;
+    assert_eq!(
+        calls_of(&ecs_calls(&ns), "PutClusterCapacityProviders"),
+        puts,
+        "no write at idle"
+    );
+
+    // References only: removing the last one detaches its provider and nothing else.
+    apply(
+        &client,
+        &ns,
+        &object(
+            "EcsCluster",
+            "main",
+            json!({"clusterName": main, "capacityProviderRefs": [{"name": "spot"}]}),
+        ),
+    )
+    .await;
+    ready(&clusters, "main", 60).await;
+    apply(
+        &client,
+        &ns,
+        &object("EcsCluster", "main", json!({"clusterName": main})),
+    )
+    .await;
+    ready(&clusters, "main", 60).await;
+    wait_for("spot detached, the rest kept", 30, || async {
+        let attached = ecs_attachments(&main).await.0;
+        (!attached.contains(&spot) && attached.contains(&foreign)).then_some(())
+    })
+    .await;
+    let _ = ecs_client()
+        .delete_capacity_provider()
+        .capacity_provider(&foreign)
+        .cluster(&main)
+        .send()
+        .await;
+    delete_namespace(&client, &ns).await;
+}

@@ -101,6 +101,9 @@ pub struct EcsClusterStatus {
     /// The providers attached because capacityProviderRefs names them: removing a reference detaches its provider.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_by_reference: Vec<String>,
+    /// Managed Instances providers of other tools that ECS attached to the cluster itself, learned from ECS: never sent, never detached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_instances_providers: Vec<String>,
 }
 
 /// A Cloud Map namespace given by name, and the ARN ECS resolved it to.

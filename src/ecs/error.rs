@@ -258,6 +258,18 @@ pub const TABLE: &[Rule] = &[
         "a target group created moments ago is not yet attached to its load balancer",
     ),
     rule(
+        "InvalidParameterException",
+        "is not in an ACTIVE state",
+        Slow,
+        "a capacity provider is still being created (terraform-provider-aws#45693)",
+    ),
+    rule(
+        "InvalidParameterException",
+        "The specified capacity provider was not found",
+        Slow,
+        "a capacity provider applied together with its cluster may be made a moment later",
+    ),
+    rule(
         "ClientException",
         "Too many concurrent attempts to create a new revision of the specified family",
         Transient,

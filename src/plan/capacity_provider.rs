@@ -103,9 +103,21 @@ pub fn writes(plan: &Plan, name: &str) -> Vec<Write> {
     }
 }
 
-/// True when ECS has no provider for the spec: none, or only a deleted (INACTIVE) one.
+/// True when ECS has no provider for the spec: none, or only a deleted (INACTIVE) one. One
+/// whose creation failed is not gone: it is reported, not created again and again.
 pub fn gone(observed: Option<&CapacityProvider>) -> bool {
-    observed.is_none_or(|p| p.status().map(|s| s.as_str()) == Some("INACTIVE"))
+    observed.is_none_or(|p| {
+        p.status().map(|s| s.as_str()) == Some("INACTIVE")
+            && p.update_status().map(|s| s.as_str()) != Some("CREATE_FAILED")
+    })
+}
+
+/// True when ECS's last create or update of the provider failed.
+pub fn failed(provider: &CapacityProvider) -> bool {
+    matches!(
+        provider.update_status().map(|s| s.as_str()),
+        Some("CREATE_FAILED" | "UPDATE_FAILED")
+    )
 }
 
 /// Decides what to do about the provider `observed` for the spec. `name` is its ECS name,
@@ -125,6 +137,10 @@ pub fn plan(
             .filter(|_| spec.managed_instances_provider.is_some());
         return Ok(Plan::Create(Box::new(input)));
     };
+    if provider.update_status().map(|s| s.as_str()) == Some("CREATE_FAILED") {
+        // NB: nothing updates a provider ECS could not create; readiness says so.
+        return Ok(Plan::InSync);
+    }
     let observed: Value = from_sdk(provider)?;
     let desired = serde_json::to_value(spec).map_err(|e| WireError::Encode("capacity provider", e))?;
     if let Some(why) = fixed_difference(&desired, &observed, name, cluster) {
@@ -258,7 +274,9 @@ pub fn readiness(name: &str, provider: &CapacityProvider) -> State {
     match (status, update) {
         (_, "CREATE_FAILED") => State::Failed {
             reason: "CreateFailed",
-            message: format!("ECS could not create capacity provider {name} (CREATE_FAILED){reason}"),
+            message: format!(
+                "ECS could not create capacity provider {name} (CREATE_FAILED){reason}; delete the EcsCapacityProvider and create it again"
+            ),
         },
         ("ACTIVE", "UPDATE_FAILED") => State::Failed {
             reason: "UpdateFailed",

@@ -114,6 +114,9 @@ pub fn plan(
     let Some(cluster) = observed.filter(|c| c.status() != Some("INACTIVE")) else {
         let mut input = spec.clone();
         input.cluster_name = Some(name.to_string());
+        if let Some(providers) = input.capacity_providers.as_mut() {
+            providers.retain(|p| !scoped.contains(p));
+        }
         return Ok(Plan::Create(Box::new(input)));
     };
     let mut observed: Value = from_sdk(cluster)?;
@@ -168,36 +171,27 @@ pub fn plan(
                 .cloned()
                 .unwrap_or_else(|| observed.get(key).cloned().filter(|v| !v.is_null()).unwrap_or(json!([])))
         };
+        let providers = pick("capacityProviders");
+        let mut strategy = pick("defaultCapacityProviderStrategy");
+        if desired.get("defaultCapacityProviderStrategy").is_none() {
+            // NB: a strategy kept as ECS has it may only name providers still attached:
+            // "A capacity provider must be associated with the cluster to be used in a
+            // capacity provider strategy" (PutClusterCapacityProviders).
+            let attached =
+                |p: &str| scoped.contains(p) || providers.as_array().is_some_and(|l| l.iter().any(|n| n == p));
+            if let Some(items) = strategy.as_array_mut() {
+                items.retain(|i| i["capacityProvider"].as_str().is_some_and(attached));
+            }
+        }
         update.put_capacity_providers = Some(Map::from_iter([
-            ("capacityProviders".to_string(), pick("capacityProviders")),
-            (
-                "defaultCapacityProviderStrategy".to_string(),
-                pick("defaultCapacityProviderStrategy"),
-            ),
+            ("capacityProviders".to_string(), providers),
+            ("defaultCapacityProviderStrategy".to_string(), strategy),
         ]));
     }
     if update.cluster.is_empty() && update.capacity_providers.is_empty() {
         return Ok(Plan::InSync);
     }
     Ok(Plan::Update(update))
-}
-
-/// The providers ECS attaches to `cluster` that the spec neither lists nor knows to be the
-/// cluster's own Managed Instances providers (`scoped`): before a PutClusterCapacityProviders
-/// would detach them, the executor asks ECS what they are. Empty when the spec leaves the
-/// list alone.
-pub fn unexplained(spec: &CreateClusterInput, cluster: &Cluster, scoped: &BTreeSet<String>) -> Vec<String> {
-    let Some(listed) = &spec.capacity_providers else {
-        return vec![];
-    };
-    cluster
-        .capacity_providers()
-        .iter()
-        .filter(|name| !listed.contains(name) && !scoped.contains(*name))
-        // NB: the Fargate providers are never Managed Instances ones.
-        .filter(|name| !matches!(name.as_str(), "FARGATE" | "FARGATE_SPOT"))
-        .cloned()
-        .collect()
 }
 
 fn change(field: &str, from: &Value, to: &Value) -> Change {

@@ -18,6 +18,7 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use super::attachments::{self, names_provider};
 use super::observations::{Observations, observe_in_batches};
 use super::references::Waiting;
 use super::{Context, Error, LabelSelector, Managed, Note, Outcome, changes, claim, not_in_ecs, selects};
@@ -35,11 +36,10 @@ use crate::plan::{State, Write, tag_writes};
 /// DescribeCapacityProviders answers at most 10 providers per page.
 const DESCRIBE_BATCH: usize = 10;
 
-/// The type ECS gives a Managed Instances provider.
-pub const MANAGED_INSTANCES: &str = "MANAGED_INSTANCES";
-
-/// ECS errors on DeleteCapacityProvider that mean "still in use; detach it first".
-const IN_USE: &[&str] = &["ClientException", "ResourceInUseException", "UpdateInProgressException"];
+/// What ECS says when DeleteCapacityProvider meets a provider a cluster or a service's
+/// strategy still uses ("Only capacity providers that aren't associated with a cluster can
+/// be deleted", DeleteCapacityProvider).
+const IN_USE: &[&str] = &["in use", "associated with"];
 
 /// The EcsCapacityProvider controller, also woken when an EcsCluster changes what it tells a
 /// provider: that its cluster exists (clusterRef), or which providers ECS attached to it.
@@ -50,18 +50,26 @@ pub fn controller(
 ) -> Controller<EcsCapacityProvider> {
     let providers = controller.store();
     controller.watches_shared_stream(changes(clusters, what_providers_see), move |cluster| {
-        let attached = cluster
-            .status
-            .as_ref()
-            .map(|s| s.capacity_providers.clone())
-            .unwrap_or_default();
+        let status = cluster.status.clone().unwrap_or_default();
+        let ecs_name = status.cluster_name.clone().unwrap_or_else(|| cluster.cluster_name());
         providers
             .state()
             .iter()
             .filter(|p| {
+                let name = p.provider_name();
                 let same_namespace = p.namespace() == cluster.namespace();
-                let by_ref = p.spec.cluster_ref.as_ref().map(|r| r.name.as_str()) == cluster.meta().name.as_deref();
-                (same_namespace && by_ref) || attached.contains(&p.provider_name())
+                let in_it = p.spec.cluster_ref.as_ref().map(|r| r.name.as_str()) == cluster.meta().name.as_deref();
+                let referred = cluster
+                    .spec
+                    .capacity_provider_refs
+                    .iter()
+                    .any(|r| r.name == p.name_any());
+                // NB: one the cluster let go of is woken too, to say so and to finish deleting.
+                let reported = p.status.as_ref().is_some_and(|s| s.clusters.contains(&ecs_name));
+                (same_namespace && (in_it || referred))
+                    || reported
+                    || status.capacity_providers.contains(&name)
+                    || names_provider(cluster.as_ref(), &name)
             })
             .filter(|p| selects(&selector, p.as_ref()))
             .map(|p| ObjectRef::from_obj(p.as_ref()))
@@ -70,13 +78,23 @@ pub fn controller(
 }
 
 /// What a provider sees of a cluster, as a hash: whether it exists in ECS, which providers ECS
-/// attached, what its spec lists and whether it is being deleted.
+/// attached, what its spec names or refers to and whether it is being deleted.
 fn what_providers_see(cluster: &EcsCluster) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
     let status = cluster.status.clone().unwrap_or_default();
     (status.cluster_arn, status.status, status.capacity_providers).hash(&mut hasher);
-    (listed_names(cluster), cluster.meta().deletion_timestamp.is_some()).hash(&mut hasher);
+    let spec = &cluster.spec;
+    let strategy: Vec<&str> = spec
+        .cluster
+        .default_capacity_provider_strategy
+        .iter()
+        .flatten()
+        .map(|i| i.capacity_provider.as_str())
+        .collect();
+    (&spec.cluster.capacity_providers, strategy).hash(&mut hasher);
+    let refs: Vec<&str> = spec.capacity_provider_refs.iter().map(|r| r.name.as_str()).collect();
+    (refs, cluster.meta().deletion_timestamp.is_some()).hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -114,6 +132,9 @@ impl EcsCapacityProvider {
                 "EcsCluster {} is in region {theirs} and this provider in {region}",
                 reference.name
             )));
+        }
+        if cluster.meta().deletion_timestamp.is_some() {
+            return waiting(format!("EcsCluster {} is being deleted", reference.name));
         }
         match (status.cluster_arn, status.status.as_deref()) {
             (Some(_), Some("ACTIVE")) => Ok(Ok(Some(cluster.cluster_name()))),
@@ -202,23 +223,11 @@ impl EcsCapacityProvider {
             .filter(|c| {
                 let by_ref = c.namespace() == self.namespace()
                     && c.spec.capacity_provider_refs.iter().any(|r| r.name == self.name_any());
-                by_ref || listed_names(c).contains(&name)
+                by_ref || names_provider(c, &name)
             })
             .map(|c| format!("EcsCluster {}/{}", c.namespace().unwrap_or_default(), c.name_any()))
             .collect()
     }
-}
-
-/// The provider names a cluster's spec lists: capacityProviders and its default strategy.
-fn listed_names(cluster: &EcsCluster) -> BTreeSet<String> {
-    let spec = &cluster.spec.cluster;
-    let strategy = spec.default_capacity_provider_strategy.iter().flatten();
-    spec.capacity_providers
-        .iter()
-        .flatten()
-        .cloned()
-        .chain(strategy.map(|item| item.capacity_provider.clone()))
-        .collect()
 }
 
 impl Managed for EcsCapacityProvider {
@@ -266,10 +275,32 @@ impl Managed for EcsCapacityProvider {
         let mut events = vec![];
 
         let observed = self.observed(ctx, &ecs, &previous, cluster.as_deref()).await?;
-        let plan = planner::plan(&self.spec.provider, &name, cluster.as_deref(), observed.as_ref())?;
+        let mut plan = planner::plan(&self.spec.provider, &name, cluster.as_deref(), observed.as_ref())?;
+        if let (Plan::Update(_), Some(provider)) = (&plan, &observed)
+            && planner::failed(provider)
+            && !spec_changed
+        {
+            // NB: ECS failed this generation's update; it is not sent again until the spec changes.
+            plan = Plan::InSync;
+        }
         let provider = match (plan, observed) {
             (Plan::Create(input), _) => {
-                let provider = create(&ecs, &input, &ownership_tags).await?;
+                let provider = match create(&ecs, &input, &ownership_tags).await {
+                    // NB: a cluster named (not referred to) that ECS does not have yet.
+                    Err(Error::Ecs(e)) if e.is("ClusterNotFoundException") => {
+                        let status = EcsCapacityProviderStatus {
+                            region: Some(region),
+                            ..previous
+                        };
+                        let waiting = Waiting {
+                            reason: "WaitingForCluster",
+                            message: format!("ECS has no cluster {} yet: {e}", cluster.unwrap_or_default()),
+                        };
+                        let state = waiting.state(ctx.settings.resync_interval);
+                        return Ok(Outcome { status, state, events });
+                    }
+                    created => created?,
+                };
                 events.push(Note::normal("Created", format!("created capacity provider {name}")));
                 provider
             }
@@ -373,7 +404,10 @@ impl Managed for EcsCapacityProvider {
             )));
         }
         let status = self.status.clone().unwrap_or_default();
-        let cluster = status.cluster.clone().or(self.spec.provider.cluster.clone());
+        // NB: a Managed Instances provider is only seen and deleted within its cluster, also
+        // when its status never recorded the cluster (a crash right after creating it).
+        let resolved = self.cluster(ctx, &region).ok().and_then(Result::ok).flatten();
+        let cluster = status.cluster.clone().or(resolved);
         let Some(provider) = describe(&ecs, &name, cluster.as_deref()).await? else {
             return Ok(vec![]);
         };
@@ -402,15 +436,13 @@ impl Managed for EcsCapacityProvider {
                     format!("deleted capacity provider {name}"),
                 )]),
             },
-            Err(e) if e.class == ErrorClass::NotFound => Ok(vec![]),
-            Err(e) if IN_USE.iter().any(|code| e.is(code)) => {
-                let attached = status.clusters.join(", ");
-                let held = match attached.is_empty() {
-                    true => e.to_string(),
-                    false => format!("ECS still attaches capacity provider {name} to cluster {attached}: {e}"),
-                };
-                Err(Error::DeletionBlocked(held))
-            }
+            Err(e) if e.class == ErrorClass::NotFound || e.message.contains("does not exist") => Ok(vec![]),
+            Err(e) if e.is("UpdateInProgressException") => Err(Error::Draining(format!(
+                "ECS is still updating capacity provider {name}; it is deleted once that is done: {e}"
+            ))),
+            Err(e) if IN_USE.iter().any(|words| e.message.contains(words)) => Err(Error::DeletionBlocked(format!(
+                "ECS still uses capacity provider {name}: {e}"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -541,7 +573,7 @@ pub(crate) async fn managed_instances_of(
         found.extend(
             providers
                 .into_values()
-                .filter(|p| p.r#type().map(|t| t.as_str()) == Some(MANAGED_INSTANCES))
+                .filter(|p| p.r#type().map(|t| t.as_str()) == Some(attachments::MANAGED_INSTANCES))
                 .filter_map(|p| p.name().map(str::to_owned)),
         );
     }

@@ -5,24 +5,22 @@
 //! PutClusterCapacityProviders, tags through Tag/UntagResource. Deletion waits while ECS
 //! still holds services or tasks in the cluster.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_ecs::operation::create_cluster::CreateClusterInput as SdkCreateInput;
 use aws_sdk_ecs::operation::put_cluster_capacity_providers::PutClusterCapacityProvidersInput as SdkPutProvidersInput;
 use aws_sdk_ecs::operation::update_cluster::UpdateClusterInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{Cluster, ClusterField};
-use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::capacity_provider::{MANAGED_INSTANCES, managed_instances_of};
+use super::attachments::{self, Providers};
+use super::capacity_provider::managed_instances_of;
 use super::observations::{Observations, observe_in_batches};
-use super::references::{ArnAndRegion, Waiting, reference_changes, referenced};
-use super::{Context, Error, LabelSelector, Managed, Note, Outcome, claim, not_in_ecs, selects};
+use super::{Context, Error, Managed, Note, Outcome, claim, not_in_ecs};
 use crate::api::ecs_types::CreateClusterInput;
-use crate::api::{CommonStatus, DeletionPolicy, EcsCapacityProvider, EcsCluster, EcsClusterStatus, ManagementOptions};
+use crate::api::{CommonStatus, DeletionPolicy, EcsCluster, EcsClusterStatus, ManagementOptions};
 use crate::ecs::client::Ecs;
 use crate::ecs::error::{EcsError, ErrorClass};
 use crate::ecs::ownership::{self, creation_tags, owned_by, sdk_tag_map, sync_tags, tag_changes, tag_map};
@@ -38,71 +36,12 @@ const BLOCKING: &[&str] = &[
     "ClusterContainsServicesException",
     "ClusterContainsTasksException",
     "ClusterContainsContainerInstancesException",
-    "ClusterContainsCapacityProviderException",
     "UpdateInProgressException",
 ];
 
-/// The EcsCluster controller, also woken when an EcsCapacityProvider it lists in
-/// capacityProviderRefs becomes usable (or stops being), so it is attached at once.
-pub fn controller(
-    controller: Controller<EcsCluster>,
-    providers: ReflectHandle<EcsCapacityProvider>,
-    selector: Option<LabelSelector>,
-) -> Controller<EcsCluster> {
-    let clusters = controller.store();
-    controller.watches_shared_stream(reference_changes(providers, provider_name), move |provider| {
-        clusters
-            .state()
-            .iter()
-            .filter(|c| c.namespace() == provider.namespace())
-            .filter(|c| {
-                let name = provider.meta().name.as_deref();
-                c.spec
-                    .capacity_provider_refs
-                    .iter()
-                    .any(|r| Some(r.name.as_str()) == name)
-            })
-            .filter(|c| selects(&selector, c.as_ref()))
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
-            .collect::<Vec<_>>()
-    })
-}
-
-/// What a cluster attaches a provider by: its ECS name, and its region.
-fn provider_name(provider: &EcsCapacityProvider) -> ArnAndRegion {
-    let status = provider.status.as_ref()?;
-    Some((status.name.clone()?, status.region.clone()))
-}
-
-/// The capacity providers a cluster's spec resolves to.
-pub struct Providers {
-    /// The spec with capacityProviderRefs resolved into capacityProviders; both lists left
-    /// unset (not touched) while a referenced provider is not Ready.
-    pub spec: CreateClusterInput,
-    /// The cluster's own Managed Instances providers: ECS attaches them itself.
-    pub scoped: BTreeSet<String>,
-    /// The providers attached because a reference names them (status keeps them, so that
-    /// removing the reference detaches them).
-    pub by_reference: Vec<String>,
-    /// Why the attachments wait, if they do.
-    pub waiting: Option<Waiting>,
-}
-
-impl Providers {
-    /// The spec as written, for a cluster without references.
-    pub fn as_written(spec: &CreateClusterInput) -> Self {
-        Self {
-            spec: spec.clone(),
-            scoped: BTreeSet::new(),
-            by_reference: vec![],
-            waiting: None,
-        }
-    }
-}
-
 impl EcsCluster {
-    /// The providers the spec asks for, its references resolved from the shared caches, and
-    /// the Managed Instances providers the EcsCapacityProviders of this region put in it.
+    /// The providers the spec asks for, resolved against the EcsCapacityProviders of its
+    /// region (see [`attachments`]).
     pub fn providers(
         &self,
         ctx: &Context,
@@ -110,78 +49,7 @@ impl EcsCluster {
         observed: Option<&Cluster>,
         previous: &EcsClusterStatus,
     ) -> Result<Providers, Error> {
-        let name = self.cluster_name();
-        let short = |c: &str| c.rsplit('/').next().unwrap_or(c).to_string();
-        let scoped = ctx
-            .caches
-            .capacity_providers
-            .all()
-            .iter()
-            .filter_map(|p| p.status.clone())
-            .filter(|s| s.provider_type.as_deref() == Some(MANAGED_INSTANCES) && s.region.as_deref() == Some(region))
-            .filter(|s| s.cluster.as_deref().map(short) == Some(name.clone()))
-            .filter_map(|s| s.name)
-            .collect();
-        let mut providers = Providers {
-            scoped,
-            ..Providers::as_written(&self.spec.cluster)
-        };
-        let Some(mut names) = self.named_providers(observed, previous) else {
-            return Ok(providers);
-        };
-        let namespace = self.namespace().unwrap_or_default();
-        for reference in &self.spec.capacity_provider_refs {
-            let found = ctx.caches.capacity_providers.get(&namespace, &reference.name);
-            match referenced(
-                found.as_deref(),
-                &reference.name,
-                region,
-                "WaitingForCapacityProvider",
-                provider_name,
-            )? {
-                Err(waiting) => {
-                    providers.spec.capacity_providers = None;
-                    providers.spec.default_capacity_provider_strategy = None;
-                    providers.by_reference = previous.attached_by_reference.clone();
-                    providers.waiting = Some(waiting);
-                    return Ok(providers);
-                }
-                Ok(provider) => {
-                    let kind = found.as_ref().and_then(|p| p.status.as_ref()?.provider_type.clone());
-                    if kind.as_deref() == Some(MANAGED_INSTANCES) {
-                        providers.scoped.insert(provider);
-                    } else {
-                        providers.by_reference.push(provider.clone());
-                        if !names.contains(&provider) {
-                            names.push(provider);
-                        }
-                    }
-                }
-            }
-        }
-        providers.spec.capacity_providers = Some(names);
-        Ok(providers)
-    }
-
-    /// The providers the cluster attaches besides its references: capacityProviders; when
-    /// the spec names none but attaches some by reference (or did), those ECS has minus the
-    /// ones attached by a reference the last pass resolved (a reference removed detaches its
-    /// provider, and nothing else is touched). None when the spec leaves the list alone.
-    pub fn named_providers(&self, observed: Option<&Cluster>, previous: &EcsClusterStatus) -> Option<Vec<String>> {
-        if let Some(names) = &self.spec.cluster.capacity_providers {
-            return Some(names.clone());
-        }
-        if self.spec.capacity_provider_refs.is_empty() && previous.attached_by_reference.is_empty() {
-            return None;
-        }
-        let attached = observed.map(Cluster::capacity_providers).unwrap_or_default();
-        Some(
-            attached
-                .iter()
-                .filter(|n| !previous.attached_by_reference.contains(n))
-                .cloned()
-                .collect(),
-        )
+        attachments::resolve(self, &attachments::known_providers(ctx, region), observed, previous)
     }
 
     /// The cluster name: spec.clusterName, else metadata.name.
@@ -247,8 +115,15 @@ impl EcsCluster {
             registered_container_instances_count: Some(cluster.registered_container_instances_count()),
             service_connect_namespace: planner::namespace_record(&self.spec.cluster, cluster),
             attachments_status: cluster.attachments_status().map(str::to_owned),
-            capacity_providers: cluster.capacity_providers().to_vec(),
+            capacity_providers: sorted(cluster.capacity_providers()),
             attached_by_reference: previous.attached_by_reference.clone(),
+            // NB: a Managed Instances provider learned of stays known while ECS attaches it.
+            managed_instances_providers: previous
+                .managed_instances_providers
+                .iter()
+                .filter(|p| cluster.capacity_providers().contains(p))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -285,16 +160,20 @@ impl Managed for EcsCluster {
         let observed = self.observed(ctx, &ecs, &previous).await?;
         let mut providers = self.providers(ctx, &region, observed.as_ref(), &previous)?;
         let mut plan = planner::plan(&providers.spec, &name, observed.as_ref(), &previous, &providers.scoped)?;
+        let mut learned = vec![];
         if let (Plan::Update(update), Some(cluster)) = (&plan, &observed)
             && update.put_capacity_providers.is_some()
         {
             // NB: ECS attaches a Managed Instances provider to its cluster itself; one made
-            // outside this operator is found out here, before a write would fight it.
-            let unexplained = planner::unexplained(&providers.spec, cluster, &providers.scoped);
+            // outside this operator is found out here, once, before a write would send or
+            // detach it (status remembers it).
+            let unexplained = providers.unexplained(self, cluster, &previous);
             if !unexplained.is_empty() {
-                providers
-                    .scoped
-                    .extend(managed_instances_of(&ecs, &name, unexplained).await?);
+                learned = managed_instances_of(&ecs, &name, unexplained)
+                    .await?
+                    .into_iter()
+                    .collect();
+                providers.scoped.extend(learned.iter().cloned());
                 plan = planner::plan(&providers.spec, &name, observed.as_ref(), &previous, &providers.scoped)?;
             }
         }
@@ -337,6 +216,7 @@ impl Managed for EcsCluster {
 
         let mut status = self.status_of(&cluster, region, &previous);
         status.attached_by_reference = providers.by_reference;
+        status.managed_instances_providers.extend(learned);
         let state = match (planner::readiness(&name, &cluster), providers.waiting) {
             (State::Ready { .. }, Some(waiting)) => waiting.state(ctx.settings.resync_interval),
             (state, _) => state,
@@ -396,13 +276,21 @@ impl Managed for EcsCluster {
             )]);
         }
         let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
-        delete(&ecs, &arn, &name, cluster.capacity_providers()).await
+        let (_, region) = ctx.ecs_for(self).await?;
+        let own = self.providers(ctx, &region, Some(&cluster), &status)?.scoped;
+        let held: Vec<String> = cluster
+            .capacity_providers()
+            .iter()
+            .filter(|p| own.contains(*p))
+            .cloned()
+            .collect();
+        delete(&ecs, &arn, &name, &held).await
     }
 }
 
-/// DeleteCluster; [`Error::DeletionBlocked`], naming the services or capacity providers,
-/// while ECS refuses because the cluster still holds something.
-async fn delete(ecs: &Ecs, arn: &str, name: &str, providers: &[String]) -> Result<Vec<Note>, Error> {
+/// DeleteCluster; [`Error::DeletionBlocked`], naming the services or the Managed Instances
+/// providers (`own`), while ECS refuses because the cluster still holds something.
+async fn delete(ecs: &Ecs, arn: &str, name: &str, own: &[String]) -> Result<Vec<Note>, Error> {
     match ecs
         .call("DeleteCluster", |c| c.delete_cluster().cluster(arn).send())
         .await
@@ -411,14 +299,12 @@ async fn delete(ecs: &Ecs, arn: &str, name: &str, providers: &[String]) -> Resul
         Err(err) => match err {
             e if e.class == ErrorClass::NotFound => Ok(vec![]),
             e if e.is("ClusterContainsCapacityProviderException") => {
-                let held: Vec<&str> = providers
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|p| !matches!(*p, "FARGATE" | "FARGATE_SPOT"))
-                    .collect();
+                let held = match own.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({}; delete them first)", own.join(", ")),
+                };
                 Err(Error::DeletionBlocked(format!(
-                    "ECS still holds capacity providers in cluster {name}: {} (delete them first): {}",
-                    held.join(", "),
+                    "ECS still holds Managed Instances capacity providers in cluster {name}{held}: {}",
                     e.message
                 )))
             }
@@ -528,6 +414,13 @@ async fn apply_update(ecs: &Ecs, cluster: &Cluster, update: &Update) -> Result<C
         latest = out.cluster.unwrap_or(latest);
     }
     Ok(latest)
+}
+
+/// Provider names in a stable order: ECS promises none.
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut names = names.to_vec();
+    names.sort();
+    names
 }
 
 /// Names of the services ECS lists in a cluster (first page: enough to name the blockers).

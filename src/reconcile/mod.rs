@@ -4,6 +4,7 @@
 //! A kind implements [`Managed`]: `apply` makes ECS match the spec and reports what it
 //! observed; `cleanup` removes (or retains) the ECS resource. Everything else is here, once.
 
+pub mod attachments;
 mod caches;
 pub mod capacity_provider;
 pub mod cluster;
@@ -418,7 +419,7 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             &mut synced,
         );
         let task_definitions = controller(td_own, ctx.caches.task_definitions.store(i), &selector);
-        let clusters = cluster::controller(
+        let clusters = attachments::woken_by_providers(
             controller(cluster_own, ctx.caches.clusters.store(i), &selector),
             provider_cluster_refs,
             selector.clone(),

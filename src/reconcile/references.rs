@@ -36,6 +36,7 @@ pub struct Target {
 }
 
 /// Where a reference stands when it cannot be used yet.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Waiting {
     /// WaitingForCluster or WaitingForTaskDefinition.
     pub reason: &'static str,
@@ -124,7 +125,7 @@ pub fn resolve<K: Refers>(obj: &K, ctx: &Context, region: &str) -> Result<Result
 }
 
 /// An ARN in status, and the region it lives in.
-pub(crate) type ArnAndRegion = Option<(String, Option<String>)>;
+type ArnAndRegion = Option<(String, Option<String>)>;
 
 fn cluster_arn(cluster: &EcsCluster) -> ArnAndRegion {
     let status = cluster.status.as_ref()?;
@@ -140,7 +141,7 @@ fn task_definition_arn(td: &EcsTaskDefinition) -> ArnAndRegion {
 /// the start of a deletion. Not the rest of status: a cluster's task counts change with
 /// every task its services start, and waking each of its services for that cost one
 /// DescribeServices per service per change (14 per service while 1000 were created).
-pub(crate) fn reference_changes<K: Managed>(
+fn reference_changes<K: Managed>(
     objects: ReflectHandle<K>,
     arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static {
@@ -175,7 +176,7 @@ fn referencing<R: Managed, K: Resource>(
 /// for its current generation (a task definition about to register a new revision must not
 /// send a referrer to the old one), or why the referrer has to wait for it. It must live in
 /// the referrer's region.
-pub(crate) fn referenced<K: Managed>(
+fn referenced<K: Managed>(
     found: Option<&K>,
     name: &str,
     region: &str,
