@@ -1,10 +1,15 @@
 //! `make bench`: what the operator costs at scale, measured against the local test bed.
 //!
-//! For each rate-limit mode (ECS's real limits, then none) it starts a fresh operator (the
-//! optimised build), creates N services, each with its own task definition, spread over a
-//! few clusters, and reports:
-//! - time until every object is Ready, and for real limits its ratio to the floor those
-//!   limits impose (N registrations at 1/s after a burst of 20, ...);
+//! For each mode it starts a fresh operator (the optimised build), creates N services, each
+//! with its own task definition, spread over a few clusters, and reports the figures below.
+//! Modes: `enforced`: the endpoint enforces ECS's buckets for the operator's account
+//! (tests/testenv/ecs_buckets.py) and the operator keeps to them with its own; `neighbour`:
+//! the same, with another tool spending half of the service read and write budgets;
+//! `ecs`: the operator's own buckets only, against an endpoint that never throttles;
+//! `off`: no limits at all (the operator's own overhead).
+//! - time until every object is Ready, and with limits its ratio to the floor those
+//!   limits impose (N registrations at 1/s after a burst of 20, ...), and the share of
+//!   calls ECS throttled;
 //! - ECS calls per converged object by operation, counted by the ECS endpoint;
 //! - Kubernetes writes per object, and GETs of the clusters and task definitions services
 //!   refer to, counted by the kube-apiserver's own metrics;
@@ -13,7 +18,7 @@
 //!   and Kubernetes writes (both must be 0).
 //!
 //! Settings (environment): BENCH_SERVICES (1000), BENCH_CLUSTERS (4),
-//! BENCH_RESYNC_SECONDS (30), BENCH_IDLE_RESYNCS (3), BENCH_MODES ("ecs,off").
+//! BENCH_RESYNC_SECONDS (30), BENCH_IDLE_RESYNCS (3), BENCH_MODES ("enforced,neighbour,off").
 //! Prints a table and writes target/bench/summary.json. Loopback only; every run ends by
 //! itself, and deletes what it created.
 
@@ -23,7 +28,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Operator, admin_client, calls_of, ecs_calls, namespace, object, ready_count};
+use common::{
+    Operator, admin_client, calls_of, ecs_buckets, ecs_calls, endpoint_control, namespace, object, ready_count,
+};
 use ecs_operator::api::{EcsCluster, EcsService, EcsTaskDefinition};
 use ecs_operator::ecs::limits::{Category, RateLimits};
 use ecs_operator::reconcile::Managed;
@@ -46,9 +53,15 @@ struct Run {
     clusters: u64,
     objects: u64,
     seconds_to_ready: f64,
-    /// The least time ECS's limits allow for the create path (0 without limits).
+    /// The least time ECS's limits allow for the create path (0 without limits), with the
+    /// neighbour's share taken out.
     rate_limit_floor_seconds: f64,
     ready_to_floor_ratio: Option<f64>,
+    /// Calls the endpoint's buckets answered ThrottlingException, and their share of all.
+    throttled_to_ready: u64,
+    throttled_share_to_ready: f64,
+    /// The neighbour's attempts and throttles per category, over the whole run.
+    neighbour: Value,
     ecs_calls_to_ready: BTreeMap<String, u64>,
     ecs_calls_per_object_to_ready: f64,
     ecs_writes_per_service_besides_registration: f64,
@@ -205,22 +218,45 @@ async fn create_all<K: Managed>(api: &Api<K>, objects: Vec<Value>) {
         .await;
 }
 
-/// The least time ECS's buckets allow for `calls` of a category, after its burst.
-fn floor_seconds(category: Category, calls: u64) -> f64 {
+/// The neighbour's share of the categories it spends, in `neighbour` mode.
+const NEIGHBOUR: &[(Category, f64)] = &[(Category::ServiceRead, 0.5), (Category::ServiceModify, 0.5)];
+
+/// The least time ECS's buckets allow for `calls` of a category, after its burst, when a
+/// neighbour spends `taken` of its sustained rate.
+fn floor_seconds(category: Category, calls: u64, taken: f64) -> f64 {
     let limit = category.ecs_limit();
-    calls.saturating_sub(u64::from(limit.burst)) as f64 / limit.per_second
+    calls.saturating_sub(u64::from(limit.burst)) as f64 / (limit.per_second * (1.0 - taken))
+}
+
+/// What the endpoint enforces for a mode: (ECS's buckets, neighbour shares).
+fn enforcement(mode: &str) -> Option<Value> {
+    let shares: serde_json::Map<String, Value> = NEIGHBOUR
+        .iter()
+        .map(|(c, s)| (c.name().to_string(), json!(s)))
+        .collect();
+    match mode {
+        "enforced" => Some(json!({})),
+        "neighbour" => Some(json!({"neighbour": shares, "seconds": 3600})),
+        _ => None,
+    }
 }
 
 async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs: u64) -> Run {
     let client = admin_client().await;
     let ns = namespace(&client, &format!("bench-{mode}")).await;
-    let limits: RateLimits = mode.parse().expect("rate limits");
-    eprintln!("bench: {services} services in {clusters} clusters, rate limits {mode}, namespace {ns}");
+    let enforced = enforcement(mode);
+    let client_limits = if enforced.is_some() { "ecs" } else { mode };
+    let limits: RateLimits = client_limits.parse().expect("rate limits");
+    if let Some(mut buckets) = enforced.clone() {
+        buckets["client"] = json!(ns.to_string());
+        endpoint_control("/_ecs_operator/buckets", buckets);
+    }
+    eprintln!("bench: {services} services in {clusters} clusters, mode {mode}, namespace {ns}");
     let mut operator = Operator::start_with(
         &ns,
         &[
             "--ecs-rate-limits",
-            mode,
+            client_limits,
             "--resync-seconds",
             &resync.to_string(),
             "--log-level",
@@ -288,6 +324,10 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let seconds_to_ready = started.elapsed().as_secs_f64();
     let cpu_to_ready = cpu_seconds(pid);
     let calls_to_ready = ecs_calls(&ns);
+    let throttled_to_ready: u64 = ecs_buckets(&ns)["throttled"]
+        .as_object()
+        .map(|t| t.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
     let writes_to_ready = difference(&kube_writes(&client, &ns).await, &writes_before);
     let reads_to_ready = difference(&reference_reads(&client).await, &reads_before);
     eprintln!("bench: all {total} Ready after {seconds_to_ready:.1} s; idle for {idle_resyncs} resyncs");
@@ -306,17 +346,32 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let peak_rss = peak_rss_mib(pid);
 
     let objects = clusters + 2 * services;
+    let taken = |category: Category| match mode {
+        "neighbour" => NEIGHBOUR.iter().find(|(c, _)| *c == category).map_or(0.0, |(_, s)| *s),
+        _ => 0.0,
+    };
     let floor = if limits == RateLimits::off() {
         0.0
     } else {
         [
-            floor_seconds(Category::TaskDefinitionModify, services),
-            floor_seconds(Category::ServiceModify, services),
-            floor_seconds(Category::ClusterModify, clusters),
+            floor_seconds(
+                Category::TaskDefinitionModify,
+                services,
+                taken(Category::TaskDefinitionModify),
+            ),
+            floor_seconds(Category::ServiceModify, services, taken(Category::ServiceModify)),
+            floor_seconds(Category::ClusterModify, clusters, taken(Category::ClusterModify)),
         ]
         .into_iter()
         .fold(0.0, f64::max)
     };
+    let neighbour = ecs_buckets(&ns)["neighbour"].clone();
+    if enforced.is_some() {
+        endpoint_control(
+            "/_ecs_operator/buckets",
+            json!({"client": ns.to_string(), "enabled": false}),
+        );
+    }
     let create_path_writes: u64 = calls_to_ready
         .iter()
         .filter(|(op, _)| is_write(op) && op.as_str() != "RegisterTaskDefinition")
@@ -325,6 +380,9 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let idle_calls_total: u64 = idle_calls.values().sum();
     let result = Run {
         rate_limits: mode.to_string(),
+        throttled_to_ready,
+        throttled_share_to_ready: throttled_to_ready as f64 / calls_to_ready.values().sum::<u64>().max(1) as f64,
+        neighbour,
         services,
         task_definitions: services,
         clusters,
@@ -385,6 +443,18 @@ fn print_table(runs: &[Run]) {
             .map(|x| format!("{x:.3}"))
             .unwrap_or_else(|| "-".into())
     });
+    row("calls ECS throttled (share)", &|r| {
+        format!("{} ({:.2}%)", r.throttled_to_ready, r.throttled_share_to_ready * 100.0)
+    });
+    row("neighbour attempts / throttled", &|r| {
+        let spent = r.neighbour.as_object().cloned().unwrap_or_default();
+        let sum = |key: &str| spent.values().filter_map(|v| v[key].as_u64()).sum::<u64>();
+        if spent.is_empty() {
+            "-".into()
+        } else {
+            format!("{}/{}", sum("attempts"), sum("throttled"))
+        }
+    });
     row("ECS calls per object to Ready", &|r| {
         format!("{:.2}", r.ecs_calls_per_object_to_ready)
     });
@@ -444,7 +514,7 @@ async fn main() {
     let clusters = setting("BENCH_CLUSTERS", 4).max(1);
     let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
     let idle_resyncs = setting("BENCH_IDLE_RESYNCS", 3).max(1);
-    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "ecs,off".into());
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "enforced,neighbour,off".into());
     let dir = common::root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
     let mut runs = vec![];
