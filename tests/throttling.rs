@@ -112,8 +112,8 @@ async fn the_operator_yields_the_budget_a_neighbour_spends_and_takes_it_back_aft
         json!({"family": format!("{ns}-web"), "containerDefinitions": [{"name": "app", "image": "web:1", "memory": 64}]}),
     ))
     .await;
-    // 30 services, re-read every second: 3 DescribeServices a second, more than is left.
-    for i in 0..30 {
+    // 12 services, re-read every second: 2 DescribeServices a second, more than is left.
+    for i in 0..12 {
         apply(object(
             "EcsService",
             &format!("web-{i}"),
@@ -121,8 +121,8 @@ async fn the_operator_yields_the_budget_a_neighbour_spends_and_takes_it_back_aft
         ))
         .await;
     }
-    for i in 0..30 {
-        ready(&services, &format!("web-{i}"), 120).await;
+    for i in 0..12 {
+        ready(&services, &format!("web-{i}"), 180).await;
     }
     let rate = || {
         let (_, metrics) = http_get(port, "/metrics")?;
@@ -151,6 +151,9 @@ async fn the_operator_yields_the_budget_a_neighbour_spends_and_takes_it_back_aft
     );
     let reads = |calls: &std::collections::BTreeMap<String, u64>| calls.get("DescribeServices").copied().unwrap_or(0);
     let operator_reads = reads(&ecs_calls(&ns)) - reads(&calls_before);
+    eprintln!(
+        "neighbour: {attempts} attempts, {throttled} throttled; the operator: {operator_reads} reads in 20 s, at {lowered}/s"
+    );
     assert!(
         operator_reads >= 5,
         "the operator still reads: {operator_reads} in 20 s"
@@ -165,6 +168,110 @@ async fn the_operator_yields_the_budget_a_neighbour_spends_and_takes_it_back_aft
         rate().filter(|r| *r >= 2.0)
     })
     .await;
+    endpoint_control(
+        "/_ecs_operator/buckets",
+        json!({"client": ns.to_string(), "enabled": false}),
+    );
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn two_shards_in_one_account_split_the_fleet_and_share_its_budget() {
+    let client = admin_client().await;
+    let ns = namespace(&client, "shards").await;
+    let services: Api<EcsService> = Api::namespaced(client.clone(), &ns);
+    // One account for both operators (one app id): service reads 10 at once, 2 per second.
+    endpoint_control(
+        "/_ecs_operator/buckets",
+        json!({"client": ns.to_string(), "limits": {"service-read": [10, 2]}}),
+    );
+    let ports = [free_port(), free_port()];
+    let operators: Vec<Operator> = ["a", "b"]
+        .iter()
+        .zip(ports)
+        .map(|(shard, port)| {
+            let selector = format!("shard={shard}");
+            let address = format!("127.0.0.1:{port}");
+            Operator::start_as(
+                &ns,
+                &ns,
+                &[
+                    "--selector",
+                    &selector,
+                    "--ecs-rate-limits",
+                    "service-read=10/2",
+                    "--metrics-address",
+                    &address,
+                    "--health-address",
+                    "127.0.0.1:0",
+                ],
+            )
+        })
+        .collect();
+    let apply = |obj: serde_json::Value, shard: &str| {
+        let client = client.clone();
+        let ns = ns.to_string();
+        let mut obj = obj;
+        obj["metadata"]["labels"] = json!({"shard": shard});
+        async move {
+            let dynamic: kube::api::DynamicObject = serde_json::from_value(obj).expect("object");
+            common::apply(&client, &ns, &dynamic, false).await.expect("apply");
+        }
+    };
+    apply(
+        object("EcsCluster", "main", json!({"clusterName": format!("{ns}-main")})),
+        "a",
+    )
+    .await;
+    apply(
+        object(
+            "EcsTaskDefinition",
+            "web",
+            json!({"family": format!("{ns}-web"), "containerDefinitions": [{"name": "app", "image": "web:1", "memory": 64}]}),
+        ),
+        "a",
+    )
+    .await;
+    // 30 services, half per shard, each shard re-reading its own every second: 4
+    // DescribeServices a second together, twice what the account allows.
+    for i in 0..30 {
+        let spec = json!({"clusterRef": {"name": "main"}, "taskDefinitionRef": {"name": "web"}, "desiredCount": 1});
+        apply(
+            object("EcsService", &format!("web-{i}"), spec),
+            if i % 2 == 0 { "a" } else { "b" },
+        )
+        .await;
+    }
+    for i in 0..30 {
+        ready(&services, &format!("web-{i}"), 180).await;
+    }
+    // Nothing is reconciled by both: each operator counts its own 15, each service was created once.
+    for port in ports {
+        let ready_services = wait_for("each shard's services counted", 30, || async {
+            let (_, metrics) = http_get(port, "/metrics")?;
+            sample(&metrics, r#"ecs_operator_objects{kind="EcsService",ready="True"}"#).filter(|n| *n == 15.0)
+        })
+        .await;
+        assert_eq!(ready_services, 15.0);
+    }
+    let created = common::services_created(&format!("{ns}-main/"));
+    assert_eq!(created.len(), 30, "{created:?}");
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
+
+    // Together they settle within the account's budget: over 30 s, few reads are throttled.
+    let throttled = || ecs_buckets(&ns)["throttled"]["DescribeServices"].as_u64().unwrap_or(0);
+    let reads = || ecs_calls(&ns).get("DescribeServices").copied().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (throttled_before, reads_before) = (throttled(), reads());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (refused, made) = (throttled() - throttled_before, reads() - reads_before);
+    eprintln!("shards: {made} DescribeServices in 30 s, {refused} throttled");
+    assert!(made >= 30, "both shards keep reading: {made} in 30 s");
+    assert!(
+        (refused as f64) <= 0.2 * made as f64,
+        "{refused} of {made} reads throttled"
+    );
+    drop(operators);
     endpoint_control(
         "/_ecs_operator/buckets",
         json!({"client": ns.to_string(), "enabled": false}),
