@@ -264,7 +264,7 @@ impl Managed for EcsCluster {
         if self.spec.options.deletion_policy == DeletionPolicy::Retain {
             return Ok(vec![Note::normal("Retained", format!("left cluster {name} in ECS"))]);
         }
-        let (ecs, _) = ctx.ecs_for(self).await?;
+        let (ecs, region) = ctx.ecs_for(self).await?;
         let status = self.status.clone().unwrap_or_default();
         let Some(cluster) = describe(&ecs, status.cluster_arn.as_deref().unwrap_or(&name)).await? else {
             return Ok(vec![]);
@@ -276,8 +276,11 @@ impl Managed for EcsCluster {
             )]);
         }
         let arn = cluster.cluster_arn().unwrap_or(&name).to_string();
-        let (_, region) = ctx.ecs_for(self).await?;
-        let own = self.providers(ctx, &region, Some(&cluster), &status)?.scoped;
+        // NB: only to name what blocks the deletion; a reference that cannot resolve must not stop it.
+        let own = self
+            .providers(ctx, &region, Some(&cluster), &status)
+            .map(|p| p.scoped)
+            .unwrap_or_default();
         let held: Vec<String> = cluster
             .capacity_providers()
             .iter()
