@@ -751,6 +751,15 @@ async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action,
         Some(slots) => Some(slots.clone().acquire_owned().await),
         None => None,
     };
+    // NB: every object due is spawned at once and waits above for a slot; boxing the work
+    // keeps a waiting object's task small. Unboxed, a reconcile's state (about 20 KiB) was
+    // held by every waiting task: 43 of the 57 MB of heap when 2004 objects were created.
+    Box::pin(reconcile_in_slot(obj, ctx)).await
+}
+
+/// A reconcile that holds its kind's slot.
+async fn reconcile_in_slot<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = K::kind(&());
     let recorded = Recorded::start(&ctx.metrics, &kind);
     let namespace = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
