@@ -240,8 +240,8 @@ async fn tags_change_in_place_and_drift_is_corrected() {
     );
     assert_eq!(calls_of(&calls, "TagResource"), 1, "{calls:?}");
 
-    // Behind the operator's back: the tag is removed; a resync that describes revisions
-    // (every 12th: 12 s here) puts it back.
+    // Behind the operator's back: the tag is removed; the resync that describes this
+    // revision (one in 24: within 24 s here) puts it back.
     ecs_client()
         .untag_resource()
         .resource_arn(&arn)
@@ -249,7 +249,7 @@ async fn tags_change_in_place_and_drift_is_corrected() {
         .send()
         .await
         .expect("untag");
-    wait_for("drift to be corrected", 30, || async {
+    wait_for("drift to be corrected", 60, || async {
         let (_, tags) = ecs_revision(&arn).await;
         (tags.get("team").map(String::as_str) == Some("b")).then_some(())
     })

@@ -9,7 +9,8 @@
 //!
 //! Resyncs list ACTIVE revisions (100 per call) instead of describing each object's: a
 //! revision's content never changes, so one still ACTIVE is still in sync. Its tags can
-//! change, so every 12th resync (hourly at the default interval) describes each revision.
+//! change, so each revision is described at one resync in 24 (every two hours at the
+//! default interval), a twenty-fourth of the objects at each resync.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -37,7 +38,9 @@ use crate::plan::{Write, tag_writes};
 /// ListTaskDefinitions returns at most this many revisions per call.
 const LIST_PAGE: i32 = 100;
 /// Every this many resyncs, each revision is described (tags included) instead of listed.
-const DESCRIBE_EVERY: u64 = 12;
+/// NB: 24 keeps a fleet at the default resync under one ECS read per object per hour
+/// (services alone take 0.6: DescribeServices, 10 per call, every 5 minutes).
+const DESCRIBE_EVERY: u64 = 24;
 
 /// What a resync's listing saw: the object's revision is still ACTIVE.
 pub struct StillActive;
@@ -313,12 +316,9 @@ impl Managed for EcsTaskDefinition {
     }
 
     /// ListTaskDefinitions of the ACTIVE revisions per region, 100 per call; an object whose
-    /// revision is listed needs no read of its own. Every 12th resync lists nothing, so each
-    /// object describes its revision and corrects drifted tags.
+    /// revision is listed needs no read of its own, unless its turn to be described (and
+    /// have drifted tags corrected) came (see [`describe_due`]).
     async fn observe_all(objects: Vec<Arc<Self>>, sweep: u64, ctx: &Context) {
-        if sweep.is_multiple_of(DESCRIBE_EVERY) {
-            return;
-        }
         let groups = by_account(ctx, &objects, |td| {
             let status = td.status.as_ref()?;
             Some((
@@ -358,7 +358,10 @@ impl Managed for EcsTaskDefinition {
                     break;
                 }
             }
-            for (uid, _) in members.iter().filter(|(_, arn)| active.contains(arn)) {
+            let listed = members
+                .iter()
+                .filter(|(uid, arn)| active.contains(arn) && !describe_due(uid, sweep));
+            for (uid, _) in listed {
                 ctx.observed.task_definitions.offer(uid, read_at, StillActive);
             }
         }
@@ -392,6 +395,16 @@ impl Managed for EcsTaskDefinition {
         }
         Ok(retirement.notes)
     }
+}
+
+/// True when the object's revision is described at resync `sweep` rather than listed: at one
+/// resync in [`DESCRIBE_EVERY`], spread by UID so that each resync describes a share of the
+/// fleet instead of every revision at once.
+fn describe_due(uid: &str, sweep: u64) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    (hasher.finish() % DESCRIBE_EVERY) == (sweep % DESCRIBE_EVERY)
 }
 
 /// Revisions of `family` in use by the EcsServices the operator watches, in every shard
@@ -603,6 +616,20 @@ mod tests {
     use aws_sdk_ecs::operation::delete_task_definitions::DeleteTaskDefinitionsOutput;
     use aws_sdk_ecs::operation::deregister_task_definition::DeregisterTaskDefinitionOutput;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[test]
+    fn each_revision_is_described_once_in_24_resyncs_and_each_resync_describes_a_share() {
+        let uids: Vec<String> = (0..2400).map(|i| format!("4f1c2a9e-0000-4000-8000-{i:012}")).collect();
+        for uid in &uids {
+            let due = (100..124).filter(|sweep| describe_due(uid, *sweep)).count();
+            assert_eq!(due, 1, "{uid} is described {due} times in 24 resyncs");
+        }
+        for sweep in 100..124 {
+            let share = uids.iter().filter(|uid| describe_due(uid, sweep)).count();
+            // NB: 100 each on average; a resync never describes the fleet at once.
+            assert!((50..=150).contains(&share), "resync {sweep} describes {share} of 2400");
+        }
+    }
 
     #[tokio::test]
     async fn retiring_deletes_in_batches_of_ten() {
