@@ -5,6 +5,8 @@
 //! Modes: `enforced`: the endpoint enforces ECS's buckets for the operator's account
 //! (tests/testenv/ecs_buckets.py) and the operator keeps to them with its own; `neighbour`:
 //! the same, with another tool spending half of the service read and write budgets;
+//! `shards`: ECS's buckets enforced, two operators (`--selector shard=a` and `shard=b`) in
+//! the one account, each with half of the fleet and ECS's full rates in its own buckets;
 //! `ecs`: the operator's own buckets only, against an endpoint that never throttles;
 //! `off`: no limits at all (the operator's own overhead).
 //! - time until every object is Ready, and with limits its ratio to the floor those
@@ -13,12 +15,16 @@
 //! - ECS calls per converged object by operation, counted by the ECS endpoint;
 //! - Kubernetes writes per object, and GETs of the clusters and task definitions services
 //!   refer to, counted by the kube-apiserver's own metrics;
-//! - the operator's CPU seconds and peak RSS, from /proc;
+//! - the operator's CPU seconds and peak RSS, from /proc (with shards: CPU summed, the
+//!   larger RSS);
+//! - with shards: the objects each operator counts Ready (its /metrics), and services that
+//!   ECS saw created more than once (0 when nothing is reconciled by both);
 //! - an idle window of several resync intervals: ECS calls per object per hour, and ECS
 //!   and Kubernetes writes (both must be 0).
 //!
 //! Settings (environment): BENCH_SERVICES (1000), BENCH_CLUSTERS (4),
-//! BENCH_RESYNC_SECONDS (30), BENCH_IDLE_RESYNCS (3), BENCH_MODES ("enforced,neighbour,off").
+//! BENCH_RESYNC_SECONDS (30), BENCH_IDLE_RESYNCS (3),
+//! BENCH_MODES ("enforced,neighbour,shards,off").
 //! Prints a table and writes target/bench/summary.json. Loopback only; every run ends by
 //! itself, and deletes what it created.
 
@@ -62,6 +68,12 @@ struct Run {
     throttled_share_to_ready: f64,
     /// The neighbour's attempts and throttles per category, over the whole run.
     neighbour: Value,
+    /// Operators sharing the account and the fleet (2 with shards, else 1).
+    operators: usize,
+    /// Objects each operator counts Ready in its /metrics, once all are Ready.
+    ready_per_operator: Vec<u64>,
+    /// Services ECS created more than once (a service reconciled by two operators).
+    services_created_twice: u64,
     ecs_calls_to_ready: BTreeMap<String, u64>,
     ecs_calls_per_object_to_ready: f64,
     ecs_writes_per_service_besides_registration: f64,
@@ -235,7 +247,7 @@ fn enforcement(mode: &str) -> Option<Value> {
         .map(|(c, s)| (c.name().to_string(), json!(s)))
         .collect();
     match mode {
-        "enforced" => Some(json!({})),
+        "enforced" | "shards" => Some(json!({})),
         "neighbour" => Some(json!({"neighbour": shares, "seconds": 3600})),
         _ => None,
     }
@@ -252,18 +264,40 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         endpoint_control("/_ecs_operator/buckets", buckets);
     }
     eprintln!("bench: {services} services in {clusters} clusters, mode {mode}, namespace {ns}");
-    let mut operator = Operator::start_with(
-        &ns,
-        &[
-            "--ecs-rate-limits",
-            client_limits,
-            "--resync-seconds",
-            &resync.to_string(),
-            "--log-level",
-            "warn",
-        ],
-    );
-    let pid = operator.pid();
+    let shards: &[&str] = if mode == "shards" { &["a", "b"] } else { &[""] };
+    let mut operators: Vec<(Operator, u16)> = shards
+        .iter()
+        .map(|shard| {
+            let port = common::free_port();
+            let (selector, metrics) = (format!("shard={shard}"), format!("127.0.0.1:{port}"));
+            let resync = resync.to_string();
+            let mut args = vec![
+                "--ecs-rate-limits",
+                client_limits,
+                "--resync-seconds",
+                &resync,
+                "--log-level",
+                "warn",
+                "--metrics-address",
+                &metrics,
+                "--health-address",
+                "127.0.0.1:0",
+            ];
+            if !shard.is_empty() {
+                args.extend(["--selector", &selector]);
+            }
+            // NB: one app id, so the endpoint counts both shards against one account.
+            (Operator::start_as(&ns, &ns, &args), port)
+        })
+        .collect();
+    let pids: Vec<u32> = operators.iter().map(|(op, _)| op.pid()).collect();
+    // Object i goes to shard i % 2 (with shards).
+    let label = |mut obj: Value, i: u64| {
+        if shards.len() > 1 {
+            obj["metadata"]["labels"] = json!({"shard": shards[(i % 2) as usize]});
+        }
+        obj
+    };
     let cluster_api: Api<EcsCluster> = Api::namespaced(client.clone(), &ns);
     let td_api: Api<EcsTaskDefinition> = Api::namespaced(client.clone(), &ns);
     let service_api: Api<EcsService> = Api::namespaced(client.clone(), &ns);
@@ -273,11 +307,8 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
 
     let cluster_objects = (0..clusters)
         .map(|c| {
-            object(
-                "EcsCluster",
-                &format!("c{c}"),
-                json!({"clusterName": format!("{ns}-c{c}")}),
-            )
+            let spec = json!({"clusterName": format!("{ns}-c{c}")});
+            label(object("EcsCluster", &format!("c{c}"), spec), c)
         })
         .collect();
     create_all(&cluster_api, cluster_objects).await;
@@ -285,7 +316,7 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         .map(|i| {
             let spec = json!({"family": format!("{ns}-td{i}"),
                               "containerDefinitions": [{"name": "app", "image": format!("app:{i}"), "memory": 128}]});
-            object("EcsTaskDefinition", &format!("td{i}"), spec)
+            label(object("EcsTaskDefinition", &format!("td{i}"), spec), i)
         })
         .collect();
     create_all(&td_api, td_objects).await;
@@ -293,7 +324,7 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         .map(|i| {
             let spec = json!({"clusterRef": {"name": format!("c{}", i % clusters)},
                               "taskDefinitionRef": {"name": format!("td{i}")}, "desiredCount": 1});
-            object("EcsService", &format!("svc{i}"), spec)
+            label(object("EcsService", &format!("svc{i}"), spec), i)
         })
         .collect();
     create_all(&service_api, service_objects).await;
@@ -304,6 +335,8 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     );
 
     let total = (clusters + 2 * services) as usize;
+    // NB: listing 20 000 objects is work for the apiserver too: poll less often at scale.
+    let poll = Duration::from_millis((total as u64 / 5).max(500));
     let deadline = Instant::now() + Duration::from_secs(3 * 3600);
     let mut last_report = Instant::now();
     loop {
@@ -319,10 +352,13 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
             );
             last_report = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(poll).await;
     }
     let seconds_to_ready = started.elapsed().as_secs_f64();
-    let cpu_to_ready = cpu_seconds(pid);
+    let cpu_to_ready: f64 = pids.iter().map(|pid| cpu_seconds(*pid)).sum();
+    let ready_per_operator = ready_per_operator(&operators).await;
+    let created = common::services_created(&format!("{ns}-c"));
+    let services_created_twice = created.values().filter(|n| **n > 1).count() as u64;
     let calls_to_ready = ecs_calls(&ns);
     let throttled_to_ready: u64 = ecs_buckets(&ns)["throttled"]
         .as_object()
@@ -336,14 +372,14 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     tokio::time::sleep(Duration::from_secs(resync)).await;
     let idle_calls_before = ecs_calls(&ns);
     let idle_writes_before = kube_writes(&client, &ns).await;
-    let idle_cpu_before = cpu_seconds(pid);
+    let idle_cpu_before: f64 = pids.iter().map(|pid| cpu_seconds(*pid)).sum();
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(resync * idle_resyncs)).await;
     let idle_seconds = idle_started.elapsed().as_secs_f64();
     let idle_calls = difference(&ecs_calls(&ns), &idle_calls_before);
     let idle_writes = difference(&kube_writes(&client, &ns).await, &idle_writes_before);
-    let idle_cpu = cpu_seconds(pid) - idle_cpu_before;
-    let peak_rss = peak_rss_mib(pid);
+    let idle_cpu = pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>() - idle_cpu_before;
+    let peak_rss = pids.iter().map(|pid| peak_rss_mib(*pid)).fold(0.0, f64::max);
 
     let objects = clusters + 2 * services;
     let taken = |category: Category| match mode {
@@ -383,6 +419,9 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         throttled_to_ready,
         throttled_share_to_ready: throttled_to_ready as f64 / calls_to_ready.values().sum::<u64>().max(1) as f64,
         neighbour,
+        operators: operators.len(),
+        ready_per_operator,
+        services_created_twice,
         services,
         task_definitions: services,
         clusters,
@@ -409,7 +448,9 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     };
 
     // Clean up with limits lifted, so that deleting does not take as long as creating.
-    let _ = operator.terminate();
+    for (operator, _) in &mut operators {
+        let _ = operator.terminate();
+    }
     let _cleaner = Operator::start_as(&ns, &format!("{ns}-cleanup"), &["--ecs-rate-limits", "off"]);
     common::delete_namespace(&client, &ns).await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
@@ -422,6 +463,37 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     let left = calls_of(&ecs_calls(&format!("{ns}-cleanup")), "DeleteService");
     eprintln!("bench: cleaned up ({left} services deleted)");
     result
+}
+
+/// The objects of the three kinds each operator counts Ready, from its /metrics (the
+/// gauge is refreshed as objects change; it is polled until it stops moving).
+async fn ready_per_operator(operators: &[(Operator, u16)]) -> Vec<u64> {
+    let mut counts = vec![];
+    for (_, port) in operators {
+        let count = || {
+            let (_, metrics) = common::http_get(*port, "/metrics").unwrap_or_default();
+            ["EcsCluster", "EcsTaskDefinition", "EcsService"]
+                .iter()
+                .filter_map(|kind| {
+                    common::sample(
+                        &metrics,
+                        &format!(r#"ecs_operator_objects{{kind="{kind}",ready="True"}}"#),
+                    )
+                })
+                .sum::<f64>() as u64
+        };
+        let mut last = count();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = count();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        counts.push(last);
+    }
+    counts
 }
 
 fn print_table(runs: &[Run]) {
@@ -455,6 +527,14 @@ fn print_table(runs: &[Run]) {
             format!("{}/{}", sum("attempts"), sum("throttled"))
         }
     });
+    row("objects each operator counts Ready", &|r| {
+        r.ready_per_operator
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    });
+    row("services ECS created twice", &|r| r.services_created_twice.to_string());
     row("ECS calls per object to Ready", &|r| {
         format!("{:.2}", r.ecs_calls_per_object_to_ready)
     });
@@ -514,7 +594,7 @@ async fn main() {
     let clusters = setting("BENCH_CLUSTERS", 4).max(1);
     let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
     let idle_resyncs = setting("BENCH_IDLE_RESYNCS", 3).max(1);
-    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "enforced,neighbour,off".into());
+    let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "enforced,neighbour,shards,off".into());
     let dir = common::root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
     let mut runs = vec![];
