@@ -850,8 +850,19 @@ async fn describe_many(ecs: &Ecs, cluster: &str, arns: Vec<String>) -> Result<Ha
         .unwrap_or_default()
         .into_iter()
         .filter(|s| s.status() != Some("INACTIVE"))
+        .map(keep_recent_events)
         .filter_map(|s| Some((s.service_arn()?.to_string(), s)))
         .collect())
+}
+
+/// The service with only the events status shows. ECS answers each service's last 100
+/// events, and a resync holds every service's answer until its reconcile takes it: for
+/// 10 000 services, a million events nobody reads.
+fn keep_recent_events(mut service: Service) -> Service {
+    if let Some(events) = service.events.as_mut() {
+        events.truncate(EVENTS_KEPT);
+    }
+    service
 }
 
 /// DeleteService with force (no need to scale to 0 first). Returns the service as ECS
@@ -874,6 +885,22 @@ mod tests {
     use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
     use aws_sdk_ecs::types::{Deployment, Failure, Tag};
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[test]
+    fn a_described_service_keeps_only_the_newest_events_status_shows() {
+        // NB: ECS lists a service's events newest first, up to 100.
+        let events: Vec<_> = (0..100)
+            .rev()
+            .map(|i| aws_sdk_ecs::types::ServiceEvent::builder().id(format!("e{i}")).build())
+            .collect();
+        let service = Service::builder().set_events(Some(events)).build();
+        let kept: Vec<_> = keep_recent_events(service)
+            .events()
+            .iter()
+            .filter_map(|e| e.id().map(str::to_owned))
+            .collect();
+        assert_eq!(kept, ["e99", "e98", "e97", "e96", "e95"]);
+    }
 
     const TD_1: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:1";
     const ARN: &str = "arn:aws:ecs:us-east-1:1:service/prod/web";
