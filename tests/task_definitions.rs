@@ -542,3 +542,42 @@ async fn a_revision_ecs_refuses_to_retire_stays_says_why_and_is_retried() {
     );
     delete_namespace(&client, &ns).await;
 }
+
+/// The endpoint lists task definitions as ECS does, in pages of at most 100 ordered by
+/// family and revision, so the operator's resync listing is paged and counted as on ECS.
+#[tokio::test]
+async fn the_endpoint_lists_task_definitions_in_pages_of_100() {
+    let ecs = ecs_client();
+    let family = format!("paged-{}", std::process::id());
+    for i in 0..130 {
+        ecs.register_task_definition()
+            .family(&family)
+            .container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name("app")
+                    .image(format!("app:{i}"))
+                    .memory(64)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("register");
+    }
+    let list = |token: Option<String>, max: Option<i32>| {
+        ecs.list_task_definitions()
+            .family_prefix(&family)
+            .set_max_results(max)
+            .set_next_token(token)
+            .send()
+    };
+    let revision = |arn: &String| arn.rsplit(':').next().and_then(|r| r.parse::<i32>().ok());
+    let first = list(None, None).await.expect("first page");
+    let revisions: Vec<_> = first.task_definition_arns().iter().filter_map(revision).collect();
+    assert_eq!(revisions, (1..=100).collect::<Vec<_>>(), "100 by default, oldest first");
+    let second = list(first.next_token.clone(), None).await.expect("second page");
+    let revisions: Vec<_> = second.task_definition_arns().iter().filter_map(revision).collect();
+    assert_eq!(revisions, (101..=130).collect::<Vec<_>>());
+    assert!(second.next_token.is_none(), "the last page has no nextToken");
+    let refused = list(None, Some(101)).await.expect_err("maxResults over 100");
+    assert!(format!("{:?}", refused).contains("maxResults"), "{refused:?}");
+}

@@ -1076,7 +1076,42 @@ def list_services(self):
                 advance(service)
                 if service.status == "ACTIVE":
                     arns.append(service.arn)
-        return ActionResult({"serviceArns": sorted(arns)})
+        return ActionResult(list_page("serviceArns", sorted(arns), self, default=10))
+
+
+def list_task_definitions(self):
+    """ListTaskDefinitions in pages, as ECS answers it (moto returns every ARN at once):
+    maxResults "can be between 1 and 100. If this parameter isn't used, then
+    ListTaskDefinitions returns up to 100 results and a nextToken value if applicable";
+    by default (sort ASC) "task definitions are listed lexicographically by family name and
+    in ascending numerical order by revision" (botocore's doc strings)."""
+    backend = self.ecs_backend
+    with LOCK:
+        arns = backend.list_task_definitions(self._get_param("familyPrefix"), self._get_param("status", "ACTIVE"))
+
+    def family_and_revision(arn):
+        family, _, revision = arn.rsplit("/", 1)[-1].rpartition(":")
+        return family, int(revision)
+
+    ordered = sorted(arns, key=family_and_revision, reverse=self._get_param("sort") == "DESC")
+    return ActionResult(list_page("taskDefinitionArns", ordered, self, default=100))
+
+
+def list_page(key, items, handler, default):
+    """One page of a List* answer: maxResults between 1 and 100 (`default` without it), and
+    a nextToken while more remain (moto answers every item at once)."""
+    size = handler._get_param("maxResults") or default
+    if not 1 <= size <= 100:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    token = handler._get_param("nextToken")
+    try:
+        start = int(token) if token else 0
+    except ValueError:
+        raise InvalidParameterException("The nextToken is not valid.")
+    answer = {key: items[start:start + size]}
+    if start + size < len(items):
+        answer["nextToken"] = str(start + size)
+    return answer
 
 
 ORIGINAL = {}
@@ -1091,6 +1126,7 @@ def apply():
     handlers.delete_service = delete_service
     handlers.describe_services = describe_services
     handlers.list_services = list_services
+    handlers.list_task_definitions = list_task_definitions
     handlers.list_service_deployments = list_service_deployments
     handlers.describe_service_deployments = describe_service_deployments
     handlers.stop_service_deployment = stop_service_deployment
