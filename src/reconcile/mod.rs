@@ -348,6 +348,15 @@ pub trait Managed:
         let _ = (objects, sweep, ctx);
         async {}
     }
+    /// How many objects a sweep reads before it hands them to their reconciles, so that a
+    /// large fleet's snapshots are not all held at once. A kind whose batch read lists the
+    /// whole account (task definitions) reads all of its objects at once.
+    const SWEEP_CHUNK: usize = usize::MAX;
+    /// What a sweep orders objects by before chunking, so that a chunk's batches stay full
+    /// (services: their cluster, since DescribeServices reads one cluster per call).
+    fn sweep_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Runs the controllers of every kind until a shutdown signal, watching through `watches`
@@ -699,19 +708,35 @@ fn sweeps<K: Managed>(
 ) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
     futures::stream::unfold((store, ctx, 1u64), move |(store, ctx, sweep)| async move {
         tokio::time::sleep(every).await;
-        let began = K::observations(&ctx).sweep_begins();
-        let swept: Vec<Arc<K>> = store
+        let mut swept: Vec<Arc<K>> = store
             .state()
             .into_iter()
             .filter(|obj| obj.meta().deletion_timestamp.is_none() && due(obj.as_ref()))
             .filter(|obj| selects(&ctx.settings.label_selector, obj.as_ref()))
             .collect();
-        let refs: Vec<ObjectRef<K>> = swept.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
-        K::observe_all(swept, sweep, &ctx).await;
-        K::observations(&ctx).sweep_done(began);
-        Some((futures::stream::iter(refs), (store, ctx, sweep + 1)))
+        swept.sort_by(|a, b| a.sweep_key().cmp(&b.sweep_key()));
+        let chunks: Vec<Vec<Arc<K>>> = swept.chunks(K::SWEEP_CHUNK).map(<[_]>::to_vec).collect();
+        let reading = ctx.clone();
+        let handed = futures::stream::iter(chunks)
+            .then(move |chunk| observe_chunk(chunk, sweep, reading.clone()))
+            .flatten();
+        Some((handed, (store, ctx, sweep + 1)))
     })
     .flatten()
+}
+
+/// One chunk of a sweep: its objects read together, then handed to their reconciles (the
+/// next chunk is read while they run).
+async fn observe_chunk<K: Managed>(
+    chunk: Vec<Arc<K>>,
+    sweep: u64,
+    ctx: Arc<Context>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
+    let began = K::observations(&ctx).sweep_begins();
+    let refs: Vec<ObjectRef<K>> = chunk.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
+    K::observe_all(chunk, sweep, &ctx).await;
+    K::observations(&ctx).sweep_done(began);
+    futures::stream::iter(refs)
 }
 
 /// One reconcile's outcome and duration, recorded in the metrics when it ends, however it
