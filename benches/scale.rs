@@ -447,6 +447,10 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         idle_cpu_seconds: idle_cpu,
     };
 
+    // NB: the figures are kept before the clean-up, which can take minutes at scale.
+    let json = serde_json::to_string_pretty(&result).expect("json");
+    std::fs::write(bench_dir().join(format!("run-{mode}.json")), json).expect("write the run");
+
     // Clean up with limits lifted, so that deleting does not take as long as creating.
     for (operator, _) in &mut operators {
         let _ = operator.terminate();
@@ -494,6 +498,13 @@ async fn ready_per_operator(operators: &[(Operator, u16)]) -> Vec<u64> {
         counts.push(last);
     }
     counts
+}
+
+/// target/bench, where each run's figures and summary.json go.
+fn bench_dir() -> std::path::PathBuf {
+    let dir = common::root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("target/bench");
+    dir
 }
 
 fn print_table(runs: &[Run]) {
@@ -595,15 +606,10 @@ async fn main() {
     let resync = setting("BENCH_RESYNC_SECONDS", 30).max(1);
     let idle_resyncs = setting("BENCH_IDLE_RESYNCS", 3).max(1);
     let modes = std::env::var("BENCH_MODES").unwrap_or_else(|_| "enforced,neighbour,shards,off".into());
-    let dir = common::root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("target/bench");
+    let dir = bench_dir();
     let mut runs = vec![];
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let finished = run(mode, services, clusters, resync, idle_resyncs).await;
-        // Each run's figures are kept as soon as they are known.
-        let json = serde_json::to_string_pretty(&finished).expect("json");
-        std::fs::write(dir.join(format!("run-{mode}.json")), json).expect("write the run");
-        runs.push(finished);
+        runs.push(run(mode, services, clusters, resync, idle_resyncs).await);
     }
     print_table(&runs);
     let machine = std::fs::read_to_string("/proc/cpuinfo")
