@@ -21,8 +21,9 @@ image-build:
 	test "$$(target/release/ecs-operator --version)" = "ecs-operator $$(awk -F'"' '/^version/{print $$2; exit}' Cargo.toml)"
 	@echo "image-build: the release binary builds and reports its version"
 
-## bench: N services with their task definitions (BENCH_SERVICES, default 1000), with
-## ECS's rate limits and without; prints a table, writes target/bench/summary.json
+## bench: N services with their task definitions (BENCH_SERVICES, default 1000) against
+## ECS's buckets (alone, beside a neighbour, as two shards) and without limits
+## (BENCH_MODES); prints a table, writes target/bench/summary.json
 bench: testenv
 	$(CARGO) bench --locked --bench scale
 
