@@ -119,6 +119,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / per_second
 }
 
+/// CPU seconds of the operators together.
+fn cpu_seconds_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|pid| cpu_seconds(*pid)).sum()
+}
+
 /// Peak resident set size of a process (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -355,7 +360,7 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
         tokio::time::sleep(poll).await;
     }
     let seconds_to_ready = started.elapsed().as_secs_f64();
-    let cpu_to_ready: f64 = pids.iter().map(|pid| cpu_seconds(*pid)).sum();
+    let cpu_to_ready = cpu_seconds_of(&pids);
     let ready_per_operator = ready_per_operator(&operators).await;
     let created = common::services_created(&format!("{ns}-c"));
     let services_created_twice = created.values().filter(|n| **n > 1).count() as u64;
@@ -372,13 +377,13 @@ async fn run(mode: &str, services: u64, clusters: u64, resync: u64, idle_resyncs
     tokio::time::sleep(Duration::from_secs(resync)).await;
     let idle_calls_before = ecs_calls(&ns);
     let idle_writes_before = kube_writes(&client, &ns).await;
-    let idle_cpu_before: f64 = pids.iter().map(|pid| cpu_seconds(*pid)).sum();
+    let idle_cpu_before = cpu_seconds_of(&pids);
     let idle_started = Instant::now();
     tokio::time::sleep(Duration::from_secs(resync * idle_resyncs)).await;
     let idle_seconds = idle_started.elapsed().as_secs_f64();
     let idle_calls = difference(&ecs_calls(&ns), &idle_calls_before);
     let idle_writes = difference(&kube_writes(&client, &ns).await, &idle_writes_before);
-    let idle_cpu = pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>() - idle_cpu_before;
+    let idle_cpu = cpu_seconds_of(&pids) - idle_cpu_before;
     let peak_rss = pids.iter().map(|pid| peak_rss_mib(*pid)).fold(0.0, f64::max);
 
     let objects = clusters + 2 * services;

@@ -621,17 +621,8 @@ def describe_one(backend, name, with_tags):
 
 
 def page(listed, max_results, token):
-    size = 10 if max_results is None else max_results
-    if not 1 <= size <= 10:
-        raise InvalidParameterException("maxResults must be between 1 and 10.")
-    try:
-        start_at = int(token) if token else 0
-    except ValueError:
-        raise InvalidParameterException("The nextToken is not valid.")
-    answer = {"capacityProviders": listed[start_at:start_at + size], "failures": []}
-    if start_at + size < len(listed):
-        answer["nextToken"] = str(start_at + size)
-    return answer
+    answer = strict_ecs.list_page("capacityProviders", listed, max_results, token, default=10, most=10)
+    return {**answer, "failures": []}
 
 
 # ------------------------------------------------------------------ clusters, services, tasks

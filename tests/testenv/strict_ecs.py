@@ -1076,7 +1076,8 @@ def list_services(self):
                 advance(service)
                 if service.status == "ACTIVE":
                     arns.append(service.arn)
-        return ActionResult(list_page("serviceArns", sorted(arns), self, default=10))
+        return ActionResult(list_page("serviceArns", sorted(arns), self._get_param("maxResults"),
+                                      self._get_param("nextToken"), default=10))
 
 
 def list_task_definitions(self):
@@ -1094,16 +1095,17 @@ def list_task_definitions(self):
         return family, int(revision)
 
     ordered = sorted(arns, key=family_and_revision, reverse=self._get_param("sort") == "DESC")
-    return ActionResult(list_page("taskDefinitionArns", ordered, self, default=100))
+    return ActionResult(list_page("taskDefinitionArns", ordered, self._get_param("maxResults"),
+                                  self._get_param("nextToken"), default=100))
 
 
-def list_page(key, items, handler, default):
-    """One page of a List* answer: maxResults between 1 and 100 (`default` without it), and
-    a nextToken while more remain (moto answers every item at once)."""
-    size = handler._get_param("maxResults") or default
-    if not 1 <= size <= 100:
-        raise InvalidParameterException("maxResults must be between 1 and 100.")
-    token = handler._get_param("nextToken")
+def list_page(key, items, max_results, token, default, most=100):
+    """One page of a List* (or Describe* without names) answer: maxResults between 1 and
+    `most` (`default` without it), and a nextToken while more remain (moto answers every
+    item at once)."""
+    size = default if max_results is None else max_results
+    if not 1 <= size <= most:
+        raise InvalidParameterException(f"maxResults must be between 1 and {most}.")
     try:
         start = int(token) if token else 0
     except ValueError:
