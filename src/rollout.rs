@@ -34,7 +34,10 @@ pub async fn run(action: Action, target: &str, deployment: Option<&str>) -> Resu
     let client = Client::try_default().await?;
     let api: Api<EcsService> = Api::namespaced(client, namespace);
     let service = api.get(name).await?;
-    let current = service.status.as_ref().and_then(|s| s.service_deployment.clone());
+    let current = service
+        .status
+        .as_ref()
+        .and_then(|s| s.service_deployment.as_deref().cloned());
     if action == Action::Status {
         return Ok(describe(&service, current.as_ref()));
     }

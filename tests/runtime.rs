@@ -285,3 +285,54 @@ async fn a_port_in_use_is_one_line_naming_the_flag_to_change() {
     );
     drop(held);
 }
+
+#[tokio::test]
+async fn an_identical_event_is_counted_in_its_series_and_a_different_note_is_a_new_event() {
+    use ecs_operator::reconcile::events::EventPublisher;
+    use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{ListParams, PostParams};
+
+    let client = admin_client().await;
+    let ns = namespace(&client, "rt-events").await;
+    let object = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "about"}})).unwrap(),
+        )
+        .await
+        .expect("an object to report on");
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: object.metadata.name.clone(),
+        namespace: Some(ns.to_string()),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let events = EventPublisher::new(client.clone(), "ecs-operator-test", "test");
+    for note in ["rate exceeded", "rate exceeded", "rate exceeded", "access denied"] {
+        events
+            .publish(&regarding, true, "EcsRejected", note)
+            .await
+            .expect("published");
+    }
+
+    let listed = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let mut seen: Vec<(String, i32)> = listed
+        .items
+        .iter()
+        .map(|e| {
+            let count = e.series.as_ref().map_or(1, |s| s.count);
+            (e.note.clone().unwrap_or_default(), count)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("access denied".to_string(), 1), ("rate exceeded".to_string(), 3)]
+    );
+}

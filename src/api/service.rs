@@ -138,7 +138,7 @@ pub struct EcsServiceStatus {
     /// The deployment the operator started for the current spec, and how it went; a FAILED
     /// one is not retried until the spec or the task definition changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<RolloutRecord>,
+    pub rollout: Option<Box<RolloutRecord>>,
     /// Under the CODE_DEPLOY or EXTERNAL deployment controller: the service's task sets,
     /// PRIMARY first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -146,10 +146,10 @@ pub struct EcsServiceStatus {
     /// The service deployment in flight, or the last one (BLUE_GREEN, CANARY and LINEAR
     /// strategies): its lifecycle stage, hooks, rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_deployment: Option<ServiceDeploymentSummary>,
+    pub service_deployment: Option<Box<ServiceDeploymentSummary>>,
     /// The service deployment before that one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_service_deployment: Option<ServiceDeploymentSummary>,
+    pub previous_service_deployment: Option<Box<ServiceDeploymentSummary>>,
     /// Steering annotations already acted on (`approve=<deployment id>`, ...): each is
     /// acted on once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

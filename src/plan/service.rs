@@ -582,7 +582,7 @@ pub fn rollout_record(
         service_deployment_arn: service.current_service_deployment().map(str::to_owned),
     };
     match plan {
-        Plan::Create { .. } | Plan::Update(_) => primary.map(seen).or_else(|| last.rollout.clone()),
+        Plan::Create { .. } | Plan::Update(_) => primary.map(seen).or_else(|| last.rollout.as_deref().cloned()),
         Plan::RolloutFailed { deployment, reason } => Some(RolloutRecord {
             deployment_id: deployment.clone().unwrap_or_default(),
             generation: desired.generation,
@@ -592,7 +592,7 @@ pub fn rollout_record(
             service_deployment_arn: last.rollout.as_ref().and_then(|r| r.service_deployment_arn.clone()),
         }),
         _ => {
-            let mut record = last.rollout.clone()?;
+            let mut record = last.rollout.as_deref().cloned()?;
             if let Some(now) = service
                 .deployments()
                 .iter()
@@ -721,7 +721,7 @@ pub fn service_deployment_to_read<'a>(
         return None;
     }
     let current = service.current_service_deployment()?;
-    let recorded = last.service_deployment.as_ref().filter(|sd| sd.arn == current);
+    let recorded = last.service_deployment.as_deref().filter(|sd| sd.arn == current);
     recorded.is_none_or(in_flight).then_some(current)
 }
 

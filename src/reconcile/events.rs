@@ -24,15 +24,41 @@ pub struct EventPublisher {
     client: Client,
     controller: String,
     instance: String,
-    recent: Mutex<HashMap<Key, Sent>>,
+    recent: Mutex<Recent>,
 }
 
-#[derive(Hash, PartialEq, Eq)]
-struct Key {
-    uid: String,
-    warning: bool,
-    reason: String,
-    note: String,
+/// The Events sent within the repeat window, by object UID and a hash of what they said
+/// (type, reason and note): at 10 000 objects, every object's `Created` is held for six
+/// minutes, and the hash keeps each entry small.
+#[derive(Default)]
+struct Recent {
+    sent: HashMap<(String, u64), Sent>,
+    /// When entries older than the window were last dropped (once a minute at most: a
+    /// scan of every entry on every Event cost O(n²) while 10 000 objects were created).
+    pruned: Option<Instant>,
+}
+
+impl Recent {
+    /// The Event sent for `key` within the window, if any.
+    fn repeat_of(&mut self, key: &(String, u64)) -> Option<&mut Sent> {
+        let now = Instant::now();
+        if self.pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY) {
+            self.sent.retain(|_, sent| sent.at.elapsed() < REPEAT_WINDOW);
+            self.pruned = Some(now);
+        }
+        self.sent.get_mut(key).filter(|sent| sent.at.elapsed() < REPEAT_WINDOW)
+    }
+}
+
+/// How often entries older than the repeat window are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// An Event's identity within its object, for folding repeats.
+fn what_it_says(warning: bool, reason: &str, note: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (warning, reason, note).hash(&mut hasher);
+    hasher.finish()
 }
 
 struct Sent {
@@ -48,7 +74,7 @@ impl EventPublisher {
             client,
             controller: controller.into(),
             instance: instance.into(),
-            recent: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -62,20 +88,17 @@ impl EventPublisher {
     ) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let key = Key {
-            uid: regarding.uid.clone().unwrap_or_default(),
-            warning,
-            reason: reason.into(),
-            note: note.into(),
-        };
+        let key = (
+            regarding.uid.clone().unwrap_or_default(),
+            what_it_says(warning, reason, note),
+        );
         let now = MicroTime(Timestamp::now());
         // NB: the map is locked only to decide, never across an API call: one slow call (an
         // apiserver restarting) must not hold up every other object's Events. Two identical
         // Events cannot race, as an object is never reconciled twice at once.
         let repeat = {
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.retain(|_, sent| sent.at.elapsed() < REPEAT_WINDOW);
-            recent.get_mut(&key).map(|sent| {
+            recent.repeat_of(&key).map(|sent| {
                 sent.count += 1;
                 sent.at = Instant::now();
                 (sent.name.clone(), sent.count)
@@ -113,7 +136,11 @@ impl EventPublisher {
             count: 1,
             at: Instant::now(),
         };
-        self.recent.lock().unwrap_or_else(|p| p.into_inner()).insert(key, sent);
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sent
+            .insert(key, sent);
         Ok(())
     }
 }

@@ -725,13 +725,14 @@ fn sweeps<K: Managed>(
     .flatten()
 }
 
-/// One chunk of a sweep: its objects read together, then handed to their reconciles (the
-/// next chunk is read while they run).
+/// One chunk of a sweep: once most of the last chunk's snapshots are taken, its objects
+/// read together, then handed to their reconciles (the next chunk is read while they run).
 async fn observe_chunk<K: Managed>(
     chunk: Vec<Arc<K>>,
     sweep: u64,
     ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = ObjectRef<K>> + Send {
+    K::observations(&ctx).room_for(K::SWEEP_CHUNK).await;
     let began = K::observations(&ctx).sweep_begins();
     let refs: Vec<ObjectRef<K>> = chunk.iter().map(|obj| ObjectRef::from_obj(obj.as_ref())).collect();
     K::observe_all(chunk, sweep, &ctx).await;
@@ -1012,29 +1013,50 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
         _ => {}
     }
     let failures = ctx.retries.failed(&obj.uid().unwrap_or_default());
-    let backoff = match err {
-        Error::Ecs(e) if e.class == ErrorClass::Denied => Backoff {
-            first: Duration::from_secs(15),
-            most: Duration::from_secs(120),
-        },
-        Error::Ecs(e) if e.class == ErrorClass::Slow => Backoff {
-            first: Duration::from_secs(10),
-            most: Duration::from_secs(120),
-        },
-        _ => Backoff {
-            first: Duration::from_secs(2),
-            most: Duration::from_secs(60),
-        },
-    };
-    let wait = backoff.delay(failures);
+    let wait = backoff_after(err).delay(failures);
     warn!(object = %obj.name_any(), error = %err, retry_in = ?wait, "reconcile failed; retrying");
     Action::requeue(wait)
+}
+
+/// How an object backs off after a failed reconcile, by what failed.
+fn backoff_after(err: &Error) -> Backoff {
+    let (first, most) = match err {
+        Error::Ecs(e) if e.class == ErrorClass::Denied => (15, 120),
+        Error::Ecs(e) if e.class == ErrorClass::Slow => (10, 120),
+        // NB: ECS throttled the call through all of the SDK's retries: the account's bucket is
+        // empty for now. The rate limiter has already slowed that category, and it paces
+        // the retry; a long backoff only leaves the budget unspent. With two operators
+        // sharing an account, objects waited up to a minute while the bucket refilled.
+        Error::Ecs(e) if e.class == ErrorClass::Throttled => (1, 8),
+        _ => (2, 60),
+    };
+    Backoff {
+        first: Duration::from_secs(first),
+        most: Duration::from_secs(most),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn a_throttled_object_retries_within_seconds_where_other_failures_back_off_to_a_minute() {
+        let ecs = |code: &str| {
+            Error::Ecs(EcsError {
+                operation: "RegisterTaskDefinition",
+                code: Some(code.to_string()),
+                message: "Rate exceeded".to_string(),
+                class: crate::ecs::error::classify("RegisterTaskDefinition", Some(code), "Rate exceeded"),
+            })
+        };
+        let throttled = backoff_after(&ecs("ThrottlingException"));
+        let failed = backoff_after(&ecs("ServerException"));
+        assert_eq!(throttled.base(1), Duration::from_secs(1));
+        assert_eq!(throttled.base(10), Duration::from_secs(8));
+        assert_eq!(failed.base(10), Duration::from_secs(60));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_watch_waits_half_a_second_at_first_up_to_eight_and_starts_over_after_a_quiet_minute() {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
+use tokio::sync::Notify;
 use tracing::debug;
 
 use super::{Context, Managed};
@@ -27,6 +28,8 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 /// Snapshots of one kind's ECS resources from batched reads, one per object at most.
 pub struct Observations<T> {
     inner: Mutex<Inner<T>>,
+    /// Wakes a sweep waiting for room (see [`Observations::room_for`]) when a snapshot goes.
+    taken: Notify,
 }
 
 impl<T> Default for Observations<T> {
@@ -37,6 +40,7 @@ impl<T> Default for Observations<T> {
                 touched: HashMap::new(),
                 sweeps: vec![],
             }),
+            taken: Notify::new(),
         }
     }
 }
@@ -62,16 +66,41 @@ impl<T> Observations<T> {
 
     /// Takes the object's snapshot, if a batched read left one that is still good.
     pub fn take(&self, uid: &str) -> Option<T> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (read_at, seen) = inner.fresh.remove(uid)?;
+        let (read_at, seen) = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.fresh.remove(uid)?
+        };
+        self.taken.notify_waiters();
         (read_at.elapsed() <= MAX_AGE).then_some(seen)
+    }
+
+    /// Waits until fewer than `most` snapshots wait to be taken, or [`MAX_AGE`] (snapshots
+    /// of objects nobody reconciles are dropped by then): a sweep in chunks reads its next
+    /// chunk only once reconciles have taken most of the last. Unbounded, a resync of 10 000
+    /// services read every chunk before the first reconcile ran: +18 MiB of RSS.
+    pub async fn room_for(&self, most: usize) {
+        let room = async {
+            loop {
+                let taken = self.taken.notified();
+                tokio::pin!(taken);
+                taken.as_mut().enable();
+                if self.len().0 < most {
+                    return;
+                }
+                taken.await;
+            }
+        };
+        let _ = tokio::time::timeout(MAX_AGE, room).await;
     }
 
     /// Marks the end of a reconcile of the object: snapshots read before now are stale.
     pub fn touched(&self, uid: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.fresh.remove(uid);
-        inner.touched.insert(uid.to_string(), Instant::now());
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.fresh.remove(uid);
+            inner.touched.insert(uid.to_string(), Instant::now());
+        }
+        self.taken.notify_waiters();
     }
 
     /// Starts a sweep of batched reads: every read of it begins at or after the instant returned.
@@ -194,6 +223,30 @@ mod tests {
         // a read that began after the reconcile is good
         observations.offer("a", Instant::now(), 3u32);
         assert_eq!(observations.take("a"), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_reads_its_next_chunk_once_most_of_the_last_is_taken() {
+        let observations = Arc::new(Observations::<u32>::default());
+        for uid in 0..3 {
+            observations.offer(&uid.to_string(), Instant::now(), uid);
+        }
+        let waiting = tokio::spawn({
+            let observations = observations.clone();
+            async move { observations.room_for(3).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "3 snapshots wait: no room for the next chunk");
+        assert_eq!(observations.take("0"), Some(0));
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("room once one is taken")
+            .unwrap();
+        // snapshots nobody takes hold the next chunk back no longer than they are good
+        observations.offer("3", Instant::now(), 3);
+        let started = tokio::time::Instant::now();
+        observations.room_for(3).await;
+        assert_eq!(started.elapsed(), MAX_AGE);
     }
 
     #[test]

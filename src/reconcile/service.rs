@@ -190,14 +190,14 @@ impl Managed for EcsService {
         };
         // The current service deployment, under a strategy with lifecycle stages: read while
         // in flight, kept from status once it has ended; steered as the annotations ask.
-        let mut service_deployment = previous.service_deployment.clone();
+        let mut service_deployment = previous.service_deployment.as_deref().cloned();
         if let Some(service) = observed.as_ref().filter(|s| s.status() == Some("ACTIVE")) {
             let read = planner::service_deployment_to_read(&desired, service, &previous);
             if let Some(arn) = read.map(str::to_owned) {
                 let summary = describe_service_deployment(&ecs, &arn).await?;
                 if let Some(summary) = summary {
                     if service_deployment.as_ref().is_some_and(|old| old.arn != summary.arn) {
-                        status.previous_service_deployment = service_deployment.take();
+                        status.previous_service_deployment = service_deployment.take().map(Box::new);
                     }
                     service_deployment = Some(summary);
                 }
@@ -293,14 +293,14 @@ impl Managed for EcsService {
         };
         observe_into(&mut status, &service);
         status.observed_redeploy_trigger = self.spec.redeploy_trigger.clone();
-        status.rollout = planner::rollout_record(&desired, &plan, &service, &previous);
+        status.rollout = planner::rollout_record(&desired, &plan, &service, &previous).map(Box::new);
         status.left_to_deployment_controller = match &plan {
             Plan::InSync { deferred } => deferred_fields(deferred),
             Plan::Update(update) => deferred_fields(&update.deferred),
             _ => vec![],
         };
         let state = planner::readiness(&desired, &plan, &service, service_deployment.as_ref());
-        status.service_deployment = service_deployment;
+        status.service_deployment = service_deployment.map(Box::new);
         Ok(Outcome { status, state, events })
     }
 
@@ -633,7 +633,7 @@ impl EcsService {
             let what = format!("ECS service {} in cluster {}", desired.name, desired.cluster);
             claim(self, &tags, &what)?;
         }
-        let plan = planner::plan(desired, observed, previous.service_deployment.as_ref(), previous)?;
+        let plan = planner::plan(desired, observed, previous.service_deployment.as_deref(), previous)?;
         if let Plan::Replace { field, allowed: false } = &plan {
             return Err(replacement_refused(field));
         }
