@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -97,7 +97,30 @@ pub struct Metrics {
     objects: Family<ObjectLabels, Gauge>,
     ecs_rates: Family<RateLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Each object's kind and Ready status, so that a change moves it between gauges.
-    ready_by_uid: Mutex<HashMap<String, (String, String)>>,
+    ready_by_uid: Mutex<ReadyByUid>,
+}
+
+/// Each object's labels in `objects`, shared: a handful of label sets (kinds x True, False,
+/// Unknown) for every object, not two strings per object (20 000 at 10 000 services).
+#[derive(Default)]
+struct ReadyByUid {
+    by_uid: HashMap<String, Arc<ObjectLabels>>,
+    sets: Vec<Arc<ObjectLabels>>,
+}
+
+impl ReadyByUid {
+    /// The shared label set of `kind` and `ready`.
+    fn labels(&mut self, kind: &str, ready: &str) -> Arc<ObjectLabels> {
+        if let Some(set) = self.sets.iter().find(|s| s.kind == kind && s.ready == ready) {
+            return set.clone();
+        }
+        let set = Arc::new(ObjectLabels {
+            kind: kind.into(),
+            ready: ready.into(),
+        });
+        self.sets.push(set.clone());
+        set
+    }
 }
 
 impl Default for Metrics {
@@ -162,7 +185,7 @@ impl Metrics {
             rate_limit_permits,
             rate_limit_wait,
             objects,
-            ready_by_uid: Mutex::new(HashMap::new()),
+            ready_by_uid: Mutex::new(ReadyByUid::default()),
         }
     }
 
@@ -210,23 +233,19 @@ impl Metrics {
 
     /// Records an object's Ready status (None: the object is gone).
     pub fn object_ready(&self, uid: &str, kind: &str, ready: Option<&str>) {
-        let mut by_uid = self.ready_by_uid.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((old_kind, old_ready)) = by_uid.remove(uid) {
-            self.objects
-                .get_or_create(&ObjectLabels {
-                    kind: old_kind,
-                    ready: old_ready,
-                })
-                .dec();
+        let mut state = self.ready_by_uid.lock().unwrap_or_else(|p| p.into_inner());
+        let now = ready.map(|ready| state.labels(kind, ready));
+        if let (Some(was), Some(now)) = (state.by_uid.get(uid), &now)
+            && Arc::ptr_eq(was, now)
+        {
+            return;
         }
-        if let Some(ready) = ready {
-            self.objects
-                .get_or_create(&ObjectLabels {
-                    kind: kind.into(),
-                    ready: ready.into(),
-                })
-                .inc();
-            by_uid.insert(uid.into(), (kind.into(), ready.into()));
+        if let Some(was) = state.by_uid.remove(uid) {
+            self.objects.get_or_create(&was).dec();
+        }
+        if let Some(now) = now {
+            self.objects.get_or_create(&now).inc();
+            state.by_uid.insert(uid.into(), now);
         }
     }
 
@@ -236,5 +255,34 @@ impl Metrics {
         // NB: writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(metrics: &Metrics, kind: &str, ready: &str) -> String {
+        let series = format!(r#"ecs_operator_objects{{kind="{kind}",ready="{ready}"}} "#);
+        let text = metrics.encode();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or("absent")
+            .to_string()
+    }
+
+    #[test]
+    fn an_object_moves_between_the_ready_gauges_and_leaves_them_when_gone() {
+        let metrics = Metrics::new();
+        metrics.object_ready("a", "EcsService", Some("Unknown"));
+        metrics.object_ready("b", "EcsService", Some("Unknown"));
+        metrics.object_ready("a", "EcsService", Some("True"));
+        metrics.object_ready("a", "EcsService", Some("True"));
+        assert_eq!(objects(&metrics, "EcsService", "True"), "1");
+        assert_eq!(objects(&metrics, "EcsService", "Unknown"), "1");
+        metrics.object_ready("a", "EcsService", None);
+        metrics.object_ready("b", "EcsService", None);
+        assert_eq!(objects(&metrics, "EcsService", "True"), "0");
+        assert_eq!(objects(&metrics, "EcsService", "Unknown"), "0");
     }
 }

@@ -52,16 +52,16 @@ pub struct RegisterTaskDefinitionInput {
     pub ipc_mode: Option<IpcMode>,
     /// The configuration details for the App Mesh proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_configuration: Option<ProxyConfiguration>,
+    pub proxy_configuration: Option<Box<ProxyConfiguration>>,
     /// The Elastic Inference accelerators to use for the containers in the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     /// The amount of ephemeral storage to allocate for the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<EphemeralStorage>,
+    pub ephemeral_storage: Option<Box<EphemeralStorage>>,
     /// The operating system that your tasks definitions run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_platform: Option<RuntimePlatform>,
+    pub runtime_platform: Option<Box<RuntimePlatform>>,
     /// Enables fault injection when you register your task definition and allows for fault injection requests to be accepted from the task's containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_fault_injection: Option<bool>,
@@ -77,7 +77,7 @@ pub struct ContainerDefinition {
     pub image: String,
     /// The private repository authentication credentials to use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository_credentials: Option<RepositoryCredentials>,
+    pub repository_credentials: Option<Box<RepositoryCredentials>>,
     /// The number of cpu units reserved for the container.
     #[schemars(range(min = 0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +101,7 @@ pub struct ContainerDefinition {
     pub essential: Option<bool>,
     /// The restart policy for a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_policy: Option<ContainerRestartPolicy>,
+    pub restart_policy: Option<Box<ContainerRestartPolicy>>,
     /// Early versions of the Amazon ECS container agent don't properly handle entryPoint parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_point: Option<Vec<String>>,
@@ -122,7 +122,7 @@ pub struct ContainerDefinition {
     pub volumes_from: Option<Vec<VolumeFrom>>,
     /// Linux-specific modifications that are applied to the default Docker container configuration, such as Linux kernel capabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linux_parameters: Option<LinuxParameters>,
+    pub linux_parameters: Option<Box<LinuxParameters>>,
     /// The secrets to pass to the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
@@ -184,10 +184,10 @@ pub struct ContainerDefinition {
     pub ulimits: Option<Vec<Ulimit>>,
     /// The log configuration specification for the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_configuration: Option<LogConfiguration>,
+    pub log_configuration: Option<Box<LogConfiguration>>,
     /// The container health check command and associated configuration parameters for the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<Box<HealthCheck>>,
     /// A list of namespaced kernel parameters to set in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_controls: Option<Vec<SystemControl>>,
@@ -196,7 +196,7 @@ pub struct ContainerDefinition {
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
     /// The FireLens configuration for the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub firelens_configuration: Option<FirelensConfiguration>,
+    pub firelens_configuration: Option<Box<FirelensConfiguration>>,
     /// A list of ARNs in SSM or Amazon S3 to a credential spec ( CredSpec ) file that configures the container for Active Directory authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_specs: Option<Vec<String>>,
@@ -306,7 +306,7 @@ pub struct VolumeFrom {
 pub struct LinuxParameters {
     /// The Linux capabilities for the container that are added to or dropped from the default configuration provided by Docker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capabilities: Option<KernelCapabilities>,
+    pub capabilities: Option<Box<KernelCapabilities>>,
     /// Any host devices to expose to the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
@@ -473,7 +473,7 @@ pub struct ResourceRequirement {
     pub r#type: ResourceType,
     /// The strategy that the container uses to share a GPU with other containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sharing_strategy: Option<SharingStrategy>,
+    pub sharing_strategy: Option<Box<SharingStrategy>>,
 }
 
 /// The strategy that the container uses to share a GPU with other containers.
@@ -482,7 +482,7 @@ pub struct ResourceRequirement {
 pub struct SharingStrategy {
     /// Shares a GPU between containers by using NVIDIA Multi-Process Service (MPS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nvidia_mps: Option<NvidiaMpsAllocation>,
+    pub nvidia_mps: Option<Box<NvidiaMpsAllocation>>,
 }
 
 /// Shares a GPU between containers by using NVIDIA Multi-Process Service (MPS).
@@ -518,19 +518,19 @@ pub struct Volume {
     pub name: Option<String>,
     /// This parameter is specified when you use bind mount host volumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<HostVolumeProperties>,
+    pub host: Option<Box<HostVolumeProperties>>,
     /// This parameter is specified when you use Docker volumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
+    pub docker_volume_configuration: Option<Box<DockerVolumeConfiguration>>,
     /// This parameter is specified when you use an Amazon Elastic File System file system for task storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
+    pub efs_volume_configuration: Option<Box<EFSVolumeConfiguration>>,
     /// This parameter is specified when you use an Amazon S3 Files file system for task storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
+    pub s3files_volume_configuration: Option<Box<S3FilesVolumeConfiguration>>,
     /// This parameter is specified when you use Amazon FSx for Windows File Server file system for task storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
+    pub fsx_windows_file_server_volume_configuration: Option<Box<FSxWindowsFileServerVolumeConfiguration>>,
     /// Indicates whether the volume should be configured at launch time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_at_launch: Option<bool>,
@@ -584,7 +584,7 @@ pub struct EFSVolumeConfiguration {
     pub transit_encryption_port: Option<i32>,
     /// The authorization configuration details for the Amazon EFS file system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization_config: Option<EFSAuthorizationConfig>,
+    pub authorization_config: Option<Box<EFSAuthorizationConfig>>,
 }
 
 /// The authorization configuration details for the Amazon EFS file system.
@@ -748,7 +748,7 @@ pub struct CreateServiceInput {
     pub role: Option<String>,
     /// Optional deployment parameters that control how many tasks run during the deployment and the ordering of stopping and starting tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_configuration: Option<DeploymentConfiguration>,
+    pub deployment_configuration: Option<Box<DeploymentConfiguration>>,
     /// An array of placement constraint objects to use for tasks in your service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
@@ -757,7 +757,7 @@ pub struct CreateServiceInput {
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// The network configuration for the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_configuration: Option<NetworkConfiguration>,
+    pub network_configuration: Option<Box<NetworkConfiguration>>,
     /// The period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy Elastic Load Balancing, VPC Lattice, and container health checks after a task has first started.
     #[schemars(range(min = 0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -767,7 +767,7 @@ pub struct CreateServiceInput {
     pub scheduling_strategy: Option<SchedulingStrategy>,
     /// The deployment controller to use for the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_controller: Option<DeploymentController>,
+    pub deployment_controller: Option<Box<DeploymentController>>,
     /// The metadata that you apply to the service to help you categorize and organize them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -783,7 +783,7 @@ pub struct CreateServiceInput {
     pub enable_execute_command: Option<bool>,
     /// The configuration for this service to discover and connect to services, and be discovered by, and connected from, other services within a namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+    pub service_connect_configuration: Option<Box<ServiceConnectConfiguration>>,
     /// The configuration for a volume specified in the task definition as a volume that is configured at launch time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
@@ -795,7 +795,7 @@ pub struct CreateServiceInput {
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
     /// The optional monitoring configuration for the service, which defines the resolution for the service-level CPUUtilization and MemoryUtilization Amazon CloudWatch metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub monitoring: Option<MonitoringConfiguration>,
+    pub monitoring: Option<Box<MonitoringConfiguration>>,
 }
 
 /// The load balancer configuration to use with a service or task set.
@@ -817,7 +817,7 @@ pub struct LoadBalancer {
     pub container_port: Option<i32>,
     /// The advanced settings for the load balancer used in blue/green deployments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advanced_configuration: Option<AdvancedConfiguration>,
+    pub advanced_configuration: Option<Box<AdvancedConfiguration>>,
 }
 
 /// The advanced settings for the load balancer used in blue/green deployments.
@@ -880,7 +880,7 @@ pub struct CapacityProviderStrategyItem {
 pub struct DeploymentConfiguration {
     /// The deployment circuit breaker can only be used for services using the rolling update ( ECS ) deployment type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
+    pub deployment_circuit_breaker: Option<Box<DeploymentCircuitBreaker>>,
     /// If a service is using the rolling update ( ECS ) deployment type, the maximumPercent parameter represents an upper limit on the number of your service's tasks that are allowed in the RUNNING or PENDING state during a deployment, as a...
     #[schemars(range(min = 0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -891,7 +891,7 @@ pub struct DeploymentConfiguration {
     pub minimum_healthy_percent: Option<i32>,
     /// Information about the CloudWatch alarms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alarms: Option<DeploymentAlarms>,
+    pub alarms: Option<Box<DeploymentAlarms>>,
     /// The deployment strategy for the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
@@ -905,13 +905,13 @@ pub struct DeploymentConfiguration {
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
     /// Configuration for linear deployment strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linear_configuration: Option<LinearConfiguration>,
+    pub linear_configuration: Option<Box<LinearConfiguration>>,
     /// Configuration for canary deployment strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_configuration: Option<CanaryConfiguration>,
+    pub canary_configuration: Option<Box<CanaryConfiguration>>,
     /// The early success criteria configuration for a rolling deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub early_success_criteria: Option<DeploymentEarlySuccessCriteria>,
+    pub early_success_criteria: Option<Box<DeploymentEarlySuccessCriteria>>,
 }
 
 /// The deployment circuit breaker can only be used for services using the rolling update ( ECS ) deployment type.
@@ -927,7 +927,7 @@ pub struct DeploymentCircuitBreaker {
     pub reset_on_healthy_task: Option<bool>,
     /// The threshold configuration that controls when the deployment circuit breaker triggers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold_configuration: Option<ThresholdConfiguration>,
+    pub threshold_configuration: Option<Box<ThresholdConfiguration>>,
 }
 
 /// The threshold configuration that controls when the deployment circuit breaker triggers.
@@ -976,7 +976,7 @@ pub struct DeploymentLifecycleHook {
     pub hook_details: Option<serde_json::Value>,
     /// The timeout configuration for the lifecycle hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
+    pub timeout_configuration: Option<Box<DeploymentLifecycleHookTimeoutConfiguration>>,
 }
 
 /// The timeout configuration for the lifecycle hook.
@@ -1063,7 +1063,7 @@ pub struct PlacementStrategy {
 pub struct NetworkConfiguration {
     /// The VPC subnets and security groups that are associated with a task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub awsvpc_configuration: Option<AwsVpcConfiguration>,
+    pub awsvpc_configuration: Option<Box<AwsVpcConfiguration>>,
 }
 
 /// The VPC subnets and security groups that are associated with a task.
@@ -1102,10 +1102,10 @@ pub struct ServiceConnectConfiguration {
     pub services: Option<Vec<ServiceConnectService>>,
     /// The log configuration for the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_configuration: Option<LogConfiguration>,
+    pub log_configuration: Option<Box<LogConfiguration>>,
     /// The configuration for Service Connect access logging.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
+    pub access_log_configuration: Option<Box<ServiceConnectAccessLogConfiguration>>,
     /// The settings for the Service Connect proxy container that Amazon ECS adds to each task in this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_configurations: Option<Vec<ServiceConnectContainerConfiguration>>,
@@ -1129,10 +1129,10 @@ pub struct ServiceConnectService {
     pub ingress_port_override: Option<i32>,
     /// A reference to an object that represents the configured timeouts for Service Connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<TimeoutConfiguration>,
+    pub timeout: Option<Box<TimeoutConfiguration>>,
     /// A reference to an object that represents a Transport Layer Security (TLS) configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<ServiceConnectTlsConfiguration>,
+    pub tls: Option<Box<ServiceConnectTlsConfiguration>>,
 }
 
 /// Each alias ("endpoint") is a fully-qualified name and port number that other tasks ("clients") can use to connect to this service.
@@ -1147,7 +1147,7 @@ pub struct ServiceConnectClientAlias {
     pub dns_name: Option<String>,
     /// The configuration for test traffic routing rules used during blue/green deployments with Amazon ECS Service Connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
+    pub test_traffic_rules: Option<Box<ServiceConnectTestTrafficRules>>,
 }
 
 /// The configuration for test traffic routing rules used during blue/green deployments with Amazon ECS Service Connect.
@@ -1166,7 +1166,7 @@ pub struct ServiceConnectTestTrafficHeaderRules {
     pub name: String,
     /// The header value matching configuration that determines how the HTTP header value is evaluated for test traffic routing decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<ServiceConnectTestTrafficHeaderMatchRules>,
+    pub value: Option<Box<ServiceConnectTestTrafficHeaderMatchRules>>,
 }
 
 /// The header value matching configuration that determines how the HTTP header value is evaluated for test traffic routing decisions.
@@ -1243,7 +1243,7 @@ pub struct ServiceVolumeConfiguration {
     /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
     #[serde(rename = "managedEBSVolume")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
+    pub managed_ebs_volume: Option<Box<ServiceManagedEBSVolumeConfiguration>>,
 }
 
 /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
@@ -1314,7 +1314,7 @@ pub struct VpcLatticeConfiguration {
     pub port_name: String,
     /// The advanced settings for VPC Lattice used in blue/green deployments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advanced_configuration: Option<VpcLatticeAdvancedConfiguration>,
+    pub advanced_configuration: Option<Box<VpcLatticeAdvancedConfiguration>>,
 }
 
 /// The advanced settings for VPC Lattice used in blue/green deployments.
@@ -1340,10 +1340,10 @@ pub struct GatewayConnector {
     pub port_name: String,
     /// The health check that the gateway uses to determine whether the targets for this connector are healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_check: Option<GatewayConnectorHealthCheck>,
+    pub health_check: Option<Box<GatewayConnectorHealthCheck>>,
     /// The filters that control which gateway ingress paths the connector applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filters: Option<GatewayConnectorFilters>,
+    pub filters: Option<Box<GatewayConnectorFilters>>,
 }
 
 /// The health check that the gateway uses to determine whether the targets for this connector are healthy.
@@ -1378,7 +1378,7 @@ pub struct GatewayConnectorHealthCheck {
     pub unhealthy_threshold_count: Option<i32>,
     /// The HTTP or gRPC codes that indicate a successful health check response from a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub matcher: Option<GatewayConnectorHealthCheckMatcher>,
+    pub matcher: Option<Box<GatewayConnectorHealthCheckMatcher>>,
 }
 
 /// The HTTP or gRPC codes that indicate a successful health check response from a target.
@@ -1438,7 +1438,7 @@ pub struct CreateClusterInput {
     pub settings: Option<Vec<ClusterSetting>>,
     /// The execute command configuration for the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub configuration: Option<ClusterConfiguration>,
+    pub configuration: Option<Box<ClusterConfiguration>>,
     /// The short name of one or more capacity providers to associate with the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
@@ -1447,7 +1447,7 @@ pub struct CreateClusterInput {
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// Use this parameter to set a default Service Connect namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
+    pub service_connect_defaults: Option<Box<ClusterServiceConnectDefaultsRequest>>,
 }
 
 /// The settings to use when creating a cluster.
@@ -1468,10 +1468,10 @@ pub struct ClusterSetting {
 pub struct ClusterConfiguration {
     /// The details of the execute command configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
+    pub execute_command_configuration: Option<Box<ExecuteCommandConfiguration>>,
     /// The details of the managed storage configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
+    pub managed_storage_configuration: Option<Box<ManagedStorageConfiguration>>,
 }
 
 /// The details of the execute command configuration.
@@ -1486,7 +1486,7 @@ pub struct ExecuteCommandConfiguration {
     pub logging: Option<ExecuteCommandLogging>,
     /// The log configuration for the results of the execute command actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_configuration: Option<ExecuteCommandLogConfiguration>,
+    pub log_configuration: Option<Box<ExecuteCommandLogConfiguration>>,
 }
 
 /// The log configuration for the results of the execute command actions.
@@ -1559,10 +1559,10 @@ pub struct RunTaskInput {
     pub launch_type: Option<LaunchType>,
     /// The network configuration for the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_configuration: Option<NetworkConfiguration>,
+    pub network_configuration: Option<Box<NetworkConfiguration>>,
     /// A list of container overrides in JSON format that specify the name of a container in the specified task definition and the overrides it should receive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overrides: Option<TaskOverride>,
+    pub overrides: Option<Box<TaskOverride>>,
     /// An array of placement constraint objects to use for the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
@@ -1616,7 +1616,7 @@ pub struct TaskOverride {
     pub task_role_arn: Option<String>,
     /// The ephemeral storage setting override for the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ephemeral_storage: Option<EphemeralStorage>,
+    pub ephemeral_storage: Option<Box<EphemeralStorage>>,
 }
 
 /// The overrides that are sent to a container.
@@ -1673,7 +1673,7 @@ pub struct TaskVolumeConfiguration {
     /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
     #[serde(rename = "managedEBSVolume")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
+    pub managed_ebs_volume: Option<Box<TaskManagedEBSVolumeConfiguration>>,
 }
 
 /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
@@ -1715,7 +1715,7 @@ pub struct TaskManagedEBSVolumeConfiguration {
     pub role_arn: String,
     /// The termination policy for the volume when the task exits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
+    pub termination_policy: Option<Box<TaskManagedEBSVolumeTerminationPolicy>>,
     /// The Linux filesystem type for the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filesystem_type: Option<TaskFilesystemType>,
@@ -1741,10 +1741,10 @@ pub struct CreateCapacityProviderInput {
     pub cluster: Option<String>,
     /// The details of the Auto Scaling group for the capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
+    pub auto_scaling_group_provider: Option<Box<AutoScalingGroupProvider>>,
     /// The configuration for the Amazon ECS Managed Instances provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
+    pub managed_instances_provider: Option<Box<CreateManagedInstancesProviderConfiguration>>,
     /// The metadata that you apply to the capacity provider to categorize and organize them more conveniently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1758,7 +1758,7 @@ pub struct AutoScalingGroupProvider {
     pub auto_scaling_group_arn: String,
     /// The managed scaling settings for the Auto Scaling group capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed_scaling: Option<ManagedScaling>,
+    pub managed_scaling: Option<Box<ManagedScaling>>,
     /// The managed termination protection setting to use for the Auto Scaling group capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
@@ -1805,10 +1805,10 @@ pub struct CreateManagedInstancesProviderConfiguration {
     pub propagate_tags: Option<PropagateMITags>,
     /// Defines how Amazon ECS Managed Instances optimizes the infrastastructure in your capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub infrastructure_optimization: Option<InfrastructureOptimization>,
+    pub infrastructure_optimization: Option<Box<InfrastructureOptimization>>,
     /// The auto repair configuration for the Amazon ECS Managed Instances capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_repair_configuration: Option<AutoRepairConfiguration>,
+    pub auto_repair_configuration: Option<Box<AutoRepairConfiguration>>,
 }
 
 /// The launch template configuration that specifies how Amazon ECS should launch Amazon EC2 instances.
@@ -1821,10 +1821,10 @@ pub struct InstanceLaunchTemplate {
     pub network_configuration: ManagedInstancesNetworkConfiguration,
     /// The storage configuration for Amazon ECS Managed Instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
+    pub storage_configuration: Option<Box<ManagedInstancesStorageConfiguration>>,
     /// The local storage configuration for Amazon ECS Managed Instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
+    pub local_storage_configuration: Option<Box<ManagedInstancesLocalStorageConfiguration>>,
     /// CloudWatch provides two categories of monitoring: basic monitoring and detailed monitoring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
@@ -1836,13 +1836,13 @@ pub struct InstanceLaunchTemplate {
     pub instance_metadata_tags_propagation: Option<bool>,
     /// The instance requirements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_requirements: Option<InstanceRequirementsRequest>,
+    pub instance_requirements: Option<Box<InstanceRequirementsRequest>>,
     /// Determines whether to enable FIPS 140-2 validated cryptographic modules on EC2 instances launched by the capacity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fips_enabled: Option<bool>,
     /// Capacity reservation specifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capacity_reservations: Option<CapacityReservationRequest>,
+    pub capacity_reservations: Option<Box<CapacityReservationRequest>>,
 }
 
 /// The network configuration for Amazon ECS Managed Instances.
@@ -1889,7 +1889,7 @@ pub struct InstanceRequirementsRequest {
     pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
     /// The minimum and maximum amount of memory per vCPU in gibibytes (GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
+    pub memory_gi_b_per_v_cpu: Option<Box<MemoryGiBPerVCpuRequest>>,
     /// The instance types to exclude from selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded_instance_types: Option<Vec<String>>,
@@ -1915,7 +1915,7 @@ pub struct InstanceRequirementsRequest {
     pub require_hibernate_support: Option<bool>,
     /// The minimum and maximum number of network interfaces for the instance types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_interface_count: Option<NetworkInterfaceCountRequest>,
+    pub network_interface_count: Option<Box<NetworkInterfaceCountRequest>>,
     /// Indicates whether to include instance types with local storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_storage: Option<LocalStorage>,
@@ -1925,16 +1925,16 @@ pub struct InstanceRequirementsRequest {
     /// The minimum and maximum total local storage in gigabytes (GB) for instance types with local storage.
     #[serde(rename = "totalLocalStorageGB")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
+    pub total_local_storage_gb: Option<Box<TotalLocalStorageGBRequest>>,
     /// The minimum and maximum baseline Amazon EBS bandwidth in megabits per second (Mbps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
+    pub baseline_ebs_bandwidth_mbps: Option<Box<BaselineEbsBandwidthMbpsRequest>>,
     /// The accelerator types to include.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator_types: Option<Vec<AcceleratorType>>,
     /// The minimum and maximum number of accelerators for the instance types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accelerator_count: Option<AcceleratorCountRequest>,
+    pub accelerator_count: Option<Box<AcceleratorCountRequest>>,
     /// The accelerator manufacturers to include.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
@@ -1943,10 +1943,10 @@ pub struct InstanceRequirementsRequest {
     pub accelerator_names: Option<Vec<AcceleratorName>>,
     /// The minimum and maximum total accelerator memory in mebibytes (MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
+    pub accelerator_total_memory_mi_b: Option<Box<AcceleratorTotalMemoryMiBRequest>>,
     /// The minimum and maximum network bandwidth in gigabits per second (Gbps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
+    pub network_bandwidth_gbps: Option<Box<NetworkBandwidthGbpsRequest>>,
     /// The instance types to include in the selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_instance_types: Option<Vec<String>>,

@@ -212,6 +212,10 @@ class Generator:
             if is_required:
                 out.append(f"    pub {ident}: {rust},")
             else:
+                # An optional structure is boxed: most are unset, and inline they made every
+                # cached object carry their full size (a ContainerDefinition was 984 bytes).
+                if target.type_name == "structure" and not is_document(target):
+                    rust = f"Box<{rust}>"
                 out.append('    #[serde(default, skip_serializing_if = "Option::is_none")]')
                 out.append(f"    pub {ident}: Option<{rust}>,")
         out.append("}")
