@@ -115,14 +115,14 @@ pub fn as_ecs_reports(content: &Value) -> Value {
 }
 
 fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&str>) {
-    container.entry("essential").or_insert(Value::Bool(true));
-    container.entry("cpu").or_insert(Value::from(0));
+    default_to(container, "essential", Value::Bool(true));
+    default_to(container, "cpu", Value::from(0));
     if let Some(Value::Array(ports)) = container.get_mut("portMappings") {
         for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-            port.entry("protocol").or_insert(Value::from("tcp"));
+            default_to(port, "protocol", Value::from("tcp"));
             // NB: under awsvpc and host networking the host port is the container port.
             if matches!(network_mode, Some("awsvpc" | "host"))
-                && !port.contains_key("hostPort")
+                && port.get("hostPort").is_none_or(Value::is_null)
                 && let Some(container_port) = port.get("containerPort").cloned()
             {
                 port.insert("hostPort".into(), container_port);
@@ -131,8 +131,17 @@ fn container_defaults(container: &mut Map<String, Value>, network_mode: Option<&
     }
     if let Some(Value::Object(check)) = container.get_mut("healthCheck") {
         for (key, default) in [("interval", 30), ("timeout", 5), ("retries", 3), ("startPeriod", 0)] {
-            check.entry(key).or_insert(Value::from(default));
+            default_to(check, key, Value::from(default));
         }
+    }
+}
+
+/// Sets `key` to ECS's default when it is absent or null: a null is dropped later, so
+/// keeping it would leave the default to a second pass, and normalising would not be
+/// idempotent.
+fn default_to(map: &mut Map<String, Value>, key: &str, default: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.into(), default);
     }
 }
 
