@@ -16,11 +16,11 @@ use std::collections::BTreeSet;
 
 use aws_sdk_ecs::types::Cluster;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ReflectHandle;
 use kube::{Resource, ResourceExt};
 
 use super::references::Waiting;
-use super::{Context, Error, LabelSelector, changes, selects};
+use super::{Context, Error, LabelSelector, changes, queued, selects};
 use crate::api::ecs_types::CreateClusterInput;
 use crate::api::{EcsCapacityProvider, EcsCluster, EcsClusterStatus};
 
@@ -251,7 +251,8 @@ pub fn woken_by_providers(
     selector: Option<LabelSelector>,
 ) -> Controller<EcsCluster> {
     let clusters = controller.store();
-    controller.watches_shared_stream(changes(providers, what_clusters_see), move |provider| {
+    let seen_providers = providers.reader();
+    controller.watches_shared_stream(changes(providers, what_clusters_see, seen_providers), move |provider| {
         let ecs_name = provider.status.as_ref().and_then(|s| s.name.clone());
         let object = provider.meta().name.clone();
         clusters
@@ -267,7 +268,7 @@ pub fn woken_by_providers(
                 by_ref || by_name
             })
             .filter(|c| selects(&selector, c.as_ref()))
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .map(|c| queued(c.as_ref()))
             .collect::<Vec<_>>()
     })
 }

@@ -14,14 +14,14 @@ use aws_sdk_ecs::operation::create_capacity_provider::CreateCapacityProviderInpu
 use aws_sdk_ecs::operation::update_capacity_provider::UpdateCapacityProviderInput as SdkUpdateInput;
 use aws_sdk_ecs::types::{CapacityProvider, CapacityProviderField};
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ReflectHandle;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::attachments::{self, names_provider};
 use super::observations::{Observations, observe_in_batches};
 use super::references::Waiting;
-use super::{Context, Error, LabelSelector, Managed, Note, Outcome, changes, claim, not_in_ecs, selects};
+use super::{Context, Error, LabelSelector, Managed, Note, Outcome, changes, claim, not_in_ecs, queued, selects};
 use crate::api::ecs_types::CreateCapacityProviderInput;
 use crate::api::{
     CommonStatus, DeletionPolicy, EcsCapacityProvider, EcsCapacityProviderStatus, EcsCluster, ManagementOptions,
@@ -49,7 +49,8 @@ pub fn controller(
     selector: Option<LabelSelector>,
 ) -> Controller<EcsCapacityProvider> {
     let providers = controller.store();
-    controller.watches_shared_stream(changes(clusters, what_providers_see), move |cluster| {
+    let seen_clusters = clusters.reader();
+    controller.watches_shared_stream(changes(clusters, what_providers_see, seen_clusters), move |cluster| {
         let status = cluster.status.clone().unwrap_or_default();
         let ecs_name = status.cluster_name.clone().unwrap_or_else(|| cluster.cluster_name());
         providers
@@ -72,7 +73,7 @@ pub fn controller(
                     || names_provider(cluster.as_ref(), &name)
             })
             .filter(|p| selects(&selector, p.as_ref()))
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .map(|p| queued(p.as_ref()))
             .collect::<Vec<_>>()
     })
 }

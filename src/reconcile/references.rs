@@ -12,7 +12,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::{Resource, ResourceExt};
 
-use super::{Context, Error, LabelSelector, Managed, changes, selects};
+use super::{Context, Error, LabelSelector, Managed, changes, queued, selects};
 use crate::api::{CommonStatus, EcsCluster, EcsTaskDefinition};
 
 /// A kind that names a cluster and a task definition, directly or by reference.
@@ -145,7 +145,12 @@ fn reference_changes<K: Managed>(
     objects: ReflectHandle<K>,
     arn_and_region: fn(&K) -> ArnAndRegion,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static {
-    changes(objects, move |obj: &K| Some(reference_state(obj, arn_and_region)))
+    let store = objects.reader();
+    changes(
+        objects,
+        move |obj: &K| Some(reference_state(obj, arn_and_region)),
+        store,
+    )
 }
 
 /// What a referrer sees of an object it references, as a hash.
@@ -168,7 +173,7 @@ fn referencing<R: Managed, K: Resource>(
         .iter()
         .filter(|obj| obj.meta().namespace == namespace && reference(obj) == name.as_deref())
         .filter(|obj| selects(selector, obj.as_ref()))
-        .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+        .map(|obj| queued(obj.as_ref()))
         .collect()
 }
 
