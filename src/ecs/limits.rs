@@ -208,6 +208,15 @@ pub const RECOVERY: Duration = Duration::from_secs(60);
 /// Throttles closer together than this are one: the answers to one burst ECS refused.
 const SAME_THROTTLE: Duration = Duration::from_secs(1);
 
+/// How often a waiting call looks at its bucket's rate again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A reserved token: its call may go once the category's bucket has been filled this far.
+struct Mark {
+    category: Category,
+    filled: f64,
+}
+
 /// Reports a category's current rate (calls per second), e.g. to /metrics.
 pub type RateReport = Box<dyn Fn(Category, f64) + Send + Sync>;
 
@@ -239,16 +248,26 @@ struct Bucket {
     /// May go below zero: each waiter reserves its token, so waiters are served in order.
     tokens: f64,
     refilled: Instant,
+    /// Tokens added since the bucket was made: a waiting call's token is its own once this
+    /// reaches the mark it was given (see [`RateLimiter::acquire`]).
+    filled: f64,
     last_throttle: Option<Instant>,
 }
 
 impl Bucket {
-    /// Refills the tokens at the current rate and lets the rate recover, up to `now`.
+    /// Lets the rate recover and refills the tokens at it, up to `now`: the rate climbs
+    /// linearly to the limit's, so the tokens added are its average over the time.
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(f64::from(self.limit.burst));
-        let recovered = self.limit.per_second * elapsed / RECOVERY.as_secs_f64();
-        self.rate = (self.rate + recovered).min(self.limit.per_second);
+        let full = self.limit.per_second;
+        let climb = full / RECOVERY.as_secs_f64();
+        let climbing = elapsed.min((full - self.rate) / climb);
+        let recovered = self.rate + climb * climbing;
+        let added = climbing * (self.rate + recovered) / 2.0 + (elapsed - climbing) * full;
+        let before = self.tokens;
+        self.tokens = (self.tokens + added).min(f64::from(self.limit.burst));
+        self.filled += (self.tokens - before).max(0.0);
+        self.rate = recovered.min(full);
         self.refilled = now.max(self.refilled);
     }
 }
@@ -266,6 +285,7 @@ impl RateLimiter {
                     rate: limit.per_second,
                     tokens: f64::from(limit.burst),
                     refilled: now,
+                    filled: 0.0,
                     last_throttle: None,
                 };
                 (c, Mutex::new(bucket))
@@ -285,29 +305,51 @@ impl RateLimiter {
 
     /// Takes a token for one call of `operation`; returns how long the call had to wait.
     pub async fn acquire(&self, operation: &str) -> Duration {
-        let wait = self.reserve(operation, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let started = Instant::now();
+        let Some(mark) = self.reserve(operation, started) else {
+            return Duration::ZERO;
+        };
+        loop {
+            let wait = self.remaining(&mark, Instant::now());
+            if wait.is_zero() {
+                return started.elapsed();
+            }
+            // NB: the rate changes while calls wait: halved by throttles, then climbing back.
+            // A wait worked out once, at a rate throttles had just brought to its floor, kept
+            // calls asleep for minutes after the rate had recovered.
+            tokio::time::sleep(wait.min(RECHECK)).await;
         }
-        wait
     }
 
-    /// Reserves a token at `now`: how long until it may be used.
-    fn reserve(&self, operation: &str, now: Instant) -> Duration {
-        let Some((category, bucket)) = self.bucket(operation) else {
+    /// Reserves a token at `now`: None when it may be used at once, else the bucket's
+    /// fill mark at which it may.
+    fn reserve(&self, operation: &str, now: Instant) -> Option<Mark> {
+        let (category, bucket) = self.bucket(operation)?;
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        self.refill(category, &mut bucket, now);
+        bucket.tokens -= 1.0;
+        (bucket.tokens < 0.0).then(|| Mark {
+            category,
+            filled: bucket.filled - bucket.tokens,
+        })
+    }
+
+    /// How long until a reserved token may be used, at the rate of `now`.
+    fn remaining(&self, mark: &Mark, now: Instant) -> Duration {
+        let Some(bucket) = self.buckets.get(&mark.category) else {
             return Duration::ZERO;
         };
         let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        self.refill(mark.category, &mut bucket, now);
+        Duration::from_secs_f64((mark.filled - bucket.filled).max(0.0) / bucket.rate)
+    }
+
+    /// Refills `bucket` up to `now`, reporting its rate if that changed.
+    fn refill(&self, category: Category, bucket: &mut Bucket, now: Instant) {
         let before = bucket.rate;
         bucket.refill(now);
         if bucket.rate != before {
             self.reported(category, bucket.rate);
-        }
-        bucket.tokens -= 1.0;
-        if bucket.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-bucket.tokens / bucket.rate)
         }
     }
 
@@ -353,21 +395,51 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    impl RateLimiter {
+        /// How long a call that reserves its token at `now` waits, at the rate of `now`.
+        fn wait_at(&self, operation: &str, now: Instant) -> Duration {
+            self.reserve(operation, now)
+                .map_or(Duration::ZERO, |mark| self.remaining(&mark, now))
+        }
+    }
+
+    #[test]
+    fn a_waiting_call_goes_at_the_recovered_rate_not_the_throttled_one() {
+        let limiter = RateLimiter::new(&RateLimits::default());
+        let start = Instant::now();
+        let at = |seconds: f64| start + Duration::from_secs_f64(seconds);
+        // ECS throttles registrations five seconds running: the rate falls to its floor
+        for second in 0..5 {
+            limiter.throttled("RegisterTaskDefinition", at(second as f64 * 1.1));
+        }
+        assert_eq!(limiter.rate(Category::TaskDefinitionModify), Some(0.05));
+        // ten calls queue up; at the floor the tenth would wait over three minutes
+        let marks: Vec<Mark> = (0..10)
+            .filter_map(|_| limiter.reserve("RegisterTaskDefinition", at(4.4)))
+            .collect();
+        assert_eq!(marks.len(), 10);
+        let tenth = &marks[9];
+        assert!(limiter.remaining(tenth, at(4.4)) > Duration::from_secs(180));
+        // the rate climbs back within a minute, and the calls go with it
+        assert!(limiter.remaining(tenth, at(34.4)) < Duration::from_secs(10));
+        assert_eq!(limiter.remaining(tenth, at(64.4)), Duration::ZERO);
+    }
+
     #[test]
     fn a_burst_is_free_and_then_calls_are_spaced_at_the_sustained_rate() {
         let limiter = RateLimiter::new(&RateLimits::default());
         let start = Instant::now();
         // task definition registration: burst 20, then 1 per second
         for _ in 0..20 {
-            assert_eq!(limiter.reserve("RegisterTaskDefinition", start), Duration::ZERO);
+            assert_eq!(limiter.wait_at("RegisterTaskDefinition", start), Duration::ZERO);
         }
         let waits: Vec<u64> = (0..3)
-            .map(|_| limiter.reserve("RegisterTaskDefinition", start).as_millis() as u64)
+            .map(|_| limiter.wait_at("RegisterTaskDefinition", start).as_millis() as u64)
             .collect();
         assert_eq!(waits, vec![1000, 2000, 3000]);
         // the same category is shared by deregistration; other categories are untouched
-        assert_eq!(limiter.reserve("DeregisterTaskDefinition", start).as_millis(), 4000);
-        assert_eq!(limiter.reserve("DescribeServices", start), Duration::ZERO);
+        assert_eq!(limiter.wait_at("DeregisterTaskDefinition", start).as_millis(), 4000);
+        assert_eq!(limiter.wait_at("DescribeServices", start), Duration::ZERO);
     }
 
     #[test]
@@ -375,18 +447,18 @@ mod tests {
         let limiter = RateLimiter::new(&RateLimits::default());
         let start = Instant::now();
         for _ in 0..50 {
-            limiter.reserve("CreateService", start);
+            limiter.wait_at("CreateService", start);
         }
         // 5 per second: 2 s later, 10 calls are free and the 11th waits 0.2 s
         let later = start + Duration::from_secs(2);
         for _ in 0..10 {
-            assert_eq!(limiter.reserve("UpdateService", later), Duration::ZERO);
+            assert_eq!(limiter.wait_at("UpdateService", later), Duration::ZERO);
         }
-        assert_eq!(limiter.reserve("DeleteService", later).as_millis(), 200);
+        assert_eq!(limiter.wait_at("DeleteService", later).as_millis(), 200);
         // an hour idle refills to the burst, not beyond
         let much_later = later + Duration::from_secs(3600);
         let free = (0..200)
-            .take_while(|_| limiter.reserve("CreateService", much_later).is_zero())
+            .take_while(|_| limiter.wait_at("CreateService", much_later).is_zero())
             .count();
         assert_eq!(free, 50);
     }
@@ -437,15 +509,15 @@ mod tests {
         limiter.throttled("ListServices", start + Duration::from_millis(300));
         assert_eq!(rate(), 10.0);
         // the bucket was spent: the next call waits for a token at the lowered rate
-        assert_eq!(limiter.reserve("DescribeServices", start).as_millis(), 100);
+        assert_eq!(limiter.wait_at("DescribeServices", start).as_millis(), 100);
         limiter.throttled("DescribeServices", start + Duration::from_secs(2));
         assert!((rate() - 5.0).abs() < 0.5, "{}", rate());
         // other categories keep their rate
         assert_eq!(limiter.rate(Category::ServiceModify), Some(5.0));
         // half a minute without a throttle: half way back; a minute: all the way, not beyond
-        limiter.reserve("DescribeServices", start + Duration::from_secs(32));
+        limiter.wait_at("DescribeServices", start + Duration::from_secs(32));
         assert!((rate() - 15.0).abs() < 0.5, "{}", rate());
-        limiter.reserve("DescribeServices", start + Duration::from_secs(600));
+        limiter.wait_at("DescribeServices", start + Duration::from_secs(600));
         assert_eq!(rate(), 20.0);
     }
 
@@ -463,6 +535,6 @@ mod tests {
     fn with_limits_off_nothing_waits() {
         let limiter = RateLimiter::new(&RateLimits::off());
         let now = Instant::now();
-        assert!((0..1000).all(|_| limiter.reserve("RegisterTaskDefinition", now).is_zero()));
+        assert!((0..1000).all(|_| limiter.wait_at("RegisterTaskDefinition", now).is_zero()));
     }
 }
