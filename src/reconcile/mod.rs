@@ -372,6 +372,7 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
     let selector = ctx.settings.label_selector.clone();
     let mut synced: Vec<Synced> = vec![];
     let mut tasks: Vec<BoxFuture<'static, ()>> = vec![];
+    let mut controllers: Vec<BoxFuture<'static, ()>> = vec![];
     let mut task_definition_writers = ctx.caches.task_definitions.take_writers();
     let mut cluster_writers = ctx.caches.clusters.take_writers();
     let mut service_writers = ctx.caches.services.take_writers();
@@ -438,15 +439,15 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             cluster_provider_refs,
             selector.clone(),
         );
-        tasks.push(drive(providers, ctx.clone()).boxed());
+        controllers.push(drive(providers, ctx.clone()).boxed());
         let services = service::controller(
             controller(service_own, ctx.caches.services.store(i), &selector),
             cluster_refs,
             td_refs,
             selector.clone(),
         );
-        tasks.push(drive(task_definitions, ctx.clone()).boxed());
-        tasks.push(drive(clusters, ctx.clone()).boxed());
+        controllers.push(drive(task_definitions, ctx.clone()).boxed());
+        controllers.push(drive(clusters, ctx.clone()).boxed());
         let ecs_tasks = task::controller(
             controller(task_own, ctx.caches.tasks.store(i), &selector),
             cluster_task_refs,
@@ -459,9 +460,9 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
             td_schedule_refs,
             selector.clone(),
         );
-        tasks.push(drive(services, ctx.clone()).boxed());
-        tasks.push(drive(ecs_tasks, ctx.clone()).boxed());
-        tasks.push(drive(schedules, ctx.clone()).boxed());
+        controllers.push(drive(services, ctx.clone()).boxed());
+        controllers.push(drive(ecs_tasks, ctx.clone()).boxed());
+        controllers.push(drive(schedules, ctx.clone()).boxed());
     }
     let caches = ctx.clone();
     tokio::spawn(async move {
@@ -470,7 +471,9 @@ pub async fn run(ctx: Arc<Context>, watches: Client, health: Arc<Health>) {
         caches.caches.mark_synced();
         health.set_ready(true);
     });
-    futures::future::join_all(tasks).await;
+    // NB: the watches never end; the controllers do, on SIGTERM, once their in-flight
+    // reconciles have. Waiting for all of them held every shutdown for its whole bound.
+    futures::future::select(futures::future::join_all(controllers), futures::future::join_all(tasks)).await;
 }
 
 /// Resolves when a watch has listed its objects for the first time.
