@@ -84,18 +84,7 @@ impl<T> Observations<T> {
     /// chunk only once reconciles have taken most of the last. Unbounded, a resync of 10 000
     /// services read every chunk before the first reconcile ran, holding every snapshot.
     pub async fn room_for(&self, most: usize) {
-        let room = async {
-            loop {
-                let taken = self.taken.notified();
-                tokio::pin!(taken);
-                taken.as_mut().enable();
-                if self.len().0 < most {
-                    return;
-                }
-                taken.await;
-            }
-        };
-        let _ = tokio::time::timeout(MAX_AGE, room).await;
+        self.wait_until(|this| this.len().0 < most, MAX_AGE).await;
     }
 
     /// Marks the end of a reconcile of the object: snapshots read before now are stale.
@@ -121,18 +110,25 @@ impl<T> Observations<T> {
 
     /// Waits until `count` more reconciles have ended than `mark` counted, or `most` passed.
     pub async fn reconciles_after(&self, mark: u64, count: u64, most: Duration) {
-        let ended = async {
+        self.wait_until(|this| this.reconciles_ended() >= mark + count, most)
+            .await;
+    }
+
+    /// Waits until `done` holds, checking again each time a snapshot goes or a reconcile
+    /// ends, or `most` passed.
+    async fn wait_until(&self, done: impl Fn(&Self) -> bool, most: Duration) {
+        let waiting = async {
             loop {
                 let taken = self.taken.notified();
                 tokio::pin!(taken);
                 taken.as_mut().enable();
-                if self.reconciles_ended() >= mark + count {
+                if done(self) {
                     return;
                 }
                 taken.await;
             }
         };
-        let _ = tokio::time::timeout(most, ended).await;
+        let _ = tokio::time::timeout(most, waiting).await;
     }
 
     /// Starts a sweep of batched reads: every read of it begins at or after the instant returned.
