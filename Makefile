@@ -5,6 +5,10 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV_PY := .testenv/venv/bin/python
 CARGO ?= cargo
+# Incremental state is 1.5 GB of target/debug for one build of the tests, and each build is
+# from scratch in CI, where the disk once filled while linking them (the Go caches are the
+# other part: tests/testenv/build.sh). `make test CARGO_INCREMENTAL=1` turns it back on.
+export CARGO_INCREMENTAL ?= 0
 
 .PHONY: bench test testenv testenv-down tools demo crds generate lint fmt clean image-build
 

@@ -10,6 +10,15 @@ etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$here/go.
 cache="${ECS_OPERATOR_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ecs-operator-testenv}/k8s-${k8s_version}-etcd-${etcd_version}"
 mkdir -p "$cache" "$root/.testenv/bin"
 
+# Go's module and build caches are needed only while building, and for these modules they
+# come to 4.6 GB beside 0.3 GB of binaries. They go to a scratch directory that is removed
+# when this script ends, so that the Rust build after it has the disk: a CI run once failed
+# with the linker's "Bus error" (SIGBUS, the disk full) while linking the test binaries.
+# The user's own Go caches are left alone.
+go_scratch="$(dirname "$cache")/go-scratch.$$"
+export GOCACHE="$go_scratch/build" GOMODCACHE="$go_scratch/mod" GOFLAGS="${GOFLAGS:+$GOFLAGS }-modcacherw"
+trap 'rm -rf "$go_scratch"' EXIT
+
 build() { # <binary name> <package>
   if [ ! -x "$cache/$1" ]; then
     echo "building $1 from $2 (cold builds take several minutes)" >&2
